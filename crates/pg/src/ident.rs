@@ -1,0 +1,105 @@
+//! Identifier quoting: the one place in the project where a name from a user,
+//! a catalog or a stream becomes SQL text. Values are never quoted here: they
+//! are always bound as parameters.
+//!
+//! Invariant: the output of [`quote_ident`] is a single, valid, double-quoted
+//! identifier whatever the input (quotes doubled), so no input can end the
+//! identifier early. PostgreSQL cannot store a NUL byte in a name, so a name
+//! containing one is rejected rather than silently altered.
+
+use std::fmt;
+
+use crate::Error;
+
+/// Quotes `name` as a PostgreSQL identifier: `a"b` → `"a""b"`. Case, spaces
+/// and reserved words are kept as they are.
+///
+/// # Panics
+/// Never; a NUL byte is reported by [`try_quote_ident`]. This function
+/// replaces nothing and is meant for names that come from the server's own
+/// catalogue (which cannot contain NUL).
+pub fn quote_ident(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    push_quoted(&mut out, name);
+    out
+}
+
+/// Like [`quote_ident`], but rejects a name containing a NUL byte, which no
+/// PostgreSQL identifier can hold. Use it for names from user input.
+pub fn try_quote_ident(name: &str) -> Result<String, Error> {
+    if name.contains('\0') {
+        return Err(Error::config(format!(
+            "identifier {name:?} contains a NUL byte, which PostgreSQL names cannot hold"
+        )));
+    }
+    Ok(quote_ident(name))
+}
+
+fn push_quoted(out: &mut String, name: &str) {
+    out.push('"');
+    for c in name.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// A schema-qualified name, displayed as `"schema"."name"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QualifiedName {
+    /// The schema (namespace).
+    pub schema: String,
+    /// The object's name within the schema.
+    pub name: String,
+}
+
+impl QualifiedName {
+    /// A name `schema.name`.
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        QualifiedName {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(self.schema.len() + self.name.len() + 5);
+        push_quoted(&mut s, &self.schema);
+        s.push('.');
+        push_quoted(&mut s, &self.name);
+        f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_doubles_quotes() {
+        assert_eq!(quote_ident("orders"), r#""orders""#);
+        assert_eq!(quote_ident("Mixed Case"), r#""Mixed Case""#);
+        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+        assert_eq!(quote_ident(r#"""#), r#""""""#);
+        assert_eq!(quote_ident("select"), r#""select""#);
+        assert_eq!(quote_ident("ünï"), "\"ünï\"");
+    }
+
+    #[test]
+    fn rejects_nul() {
+        assert!(try_quote_ident("a\0b").is_err());
+        assert_eq!(try_quote_ident("ok").unwrap(), r#""ok""#);
+    }
+
+    #[test]
+    fn qualified() {
+        assert_eq!(
+            QualifiedName::new("my schema", r#"t"x"#).to_string(),
+            r#""my schema"."t""x""#
+        );
+    }
+}
