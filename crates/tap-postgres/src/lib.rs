@@ -7,6 +7,9 @@
 //! them; today the program validates its config and answers `--about`.
 #![warn(missing_docs)]
 
+pub mod encode;
+pub mod types;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
