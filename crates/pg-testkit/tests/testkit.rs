@@ -346,56 +346,6 @@ async fn custom_cluster_with_a_scram_line_rejects_a_wrong_password() {
     assert!(!port_open(port));
 }
 
-#[tokio::test]
-async fn custom_cluster_serves_tls_with_the_given_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        other => {
-            eprintln!("skipped: openssl could not make a certificate ({other:?})");
-            return;
-        }
-    }
-    let custom = ClusterBuilder::new().tls(&cert, &key).start();
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require",
-        custom.port()
-    );
-    let out = Command::new(pg_testkit::pg_bin("psql"))
-        .args([
-            &conninfo,
-            "-Atc",
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
-}
-
 /// Started by the process tests below; a no-op in a normal run.
 #[test]
 fn helper_process() {

@@ -93,7 +93,7 @@ fn classify(e: &tokio_postgres::Error) -> (ErrorKind, String) {
             cause = format!("tls: {cause}");
         }
     }
-    if top.contains("password") && top.contains("missing") {
+    if cause.contains("password missing") {
         kind = ErrorKind::Auth;
         cause = "the server asks for a password and the config has none".to_string();
     }

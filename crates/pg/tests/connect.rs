@@ -1,0 +1,316 @@
+//! Connecting for real: plain and TLS (every sslmode, against a throwaway
+//! cluster serving a certificate made here), client certificates, and the
+//! errors for a wrong password, an unreachable port and a wrong host name.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use pg::{ConnectionConfig, ErrorKind};
+use pg_testkit::{cluster, Cluster, ClusterBuilder};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use serde_json::{json, Value};
+
+fn config(v: Value) -> ConnectionConfig {
+    ConnectionConfig::from_json(v.as_object().unwrap(), "pg-tests").unwrap()
+}
+
+async fn uses_tls(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn plain_connection_and_application_name() {
+    let db = cluster().create_database().await;
+    let mut v = db.conn_config();
+    v["sslmode"] = json!("disable");
+    v["application_name"] = json!("my-pipeline");
+    let client = pg::connect(&config(v)).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_database(), current_setting('application_name')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), db.name());
+    assert_eq!(row.get::<_, String>(1), "my-pipeline");
+    assert!(!uses_tls(&client).await);
+
+    // `prefer` falls back to plain text when the server has no TLS.
+    let mut v = db.conn_config();
+    v["sslmode"] = json!("prefer");
+    let client = pg::connect(&config(v)).await.unwrap();
+    assert!(!uses_tls(&client).await);
+
+    // `require` does not.
+    let mut v = db.conn_config();
+    v["ssl"] = json!("true");
+    let err = pg::connect(&config(v)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_port_is_a_clear_connect_error() {
+    let v = json!({"host": "127.0.0.1", "port": 1, "user": "u", "password": "sekrit-pw",
+        "dbname": "d", "connect_timeout": 5});
+    let err = pg::connect(&config(v)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("cannot connect to 127.0.0.1:1/d as u: "),
+        "{msg}"
+    );
+    assert!(msg.to_lowercase().contains("connection refused"), "{msg}");
+    assert!(
+        msg.ends_with("(check host, port and network, then retry)"),
+        "{msg}"
+    );
+    assert!(!msg.contains("sekrit-pw"));
+}
+
+#[tokio::test]
+async fn wrong_password_is_an_auth_error_without_the_password() {
+    let custom = ClusterBuilder::new()
+        .hba("host all all 127.0.0.1/32 scram-sha-256")
+        .start();
+    custom
+        .execute_batch("CREATE ROLE app LOGIN PASSWORD 'right-pw'")
+        .await;
+    let base = json!({"host": "127.0.0.1", "port": custom.port(), "user": "app",
+        "dbname": "postgres", "sslmode": "disable"});
+
+    let mut v = base.clone();
+    v["password"] = json!("wrong-pw");
+    let err = pg::connect(&config(v)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    let msg = err.to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "cannot connect to 127.0.0.1:{}/postgres as app: password authentication failed \
+             for user \"app\" (check user and password, and the server's pg_hba.conf)",
+            custom.port()
+        )
+    );
+    assert!(!format!("{err:?}").contains("wrong-pw"));
+
+    let err = pg::connect(&config(base.clone())).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("the config has none"), "{err}");
+
+    let mut v = base;
+    v["password"] = json!("right-pw");
+    pg::connect(&config(v)).await.unwrap();
+}
+
+/// A CA, a server certificate for `localhost` only, and a client
+/// certificate for the role `postgres`, as PEM files in a directory the
+/// server's OS user can read.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "pg-tests CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+
+        let server_key = KeyPair::generate().unwrap();
+        let mut server_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let server = server_params.signed_by(&server_key, &ca).unwrap();
+
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "postgres");
+        let client = client_params.signed_by(&client_key, &ca).unwrap();
+
+        let pki = Pki {
+            dir,
+            ca_pem: ca.pem(),
+        };
+        pki.write("ca.pem", &pki.ca_pem);
+        pki.write("server.pem", &server.pem());
+        pki.write("server.key", &server_key.serialize_pem());
+        pki.write("client.pem", &client.pem());
+        pki.write("client.key", &client_key.serialize_pem());
+        pki
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    fn start_cluster(&self, hba: Option<&str>) -> Cluster {
+        let mut b = ClusterBuilder::new()
+            .tls(self.path("server.pem"), self.path("server.key"))
+            .setting("ssl_ca_file", self.path("ca.pem").to_str().unwrap());
+        if let Some(line) = hba {
+            b = b.hba(line);
+        }
+        b.start()
+    }
+}
+
+fn tls_config(c: &Cluster, host: &str, extra: Value) -> ConnectionConfig {
+    let mut v = json!({"host": host, "port": c.port(), "user": "postgres",
+        "password": c.password(), "dbname": "postgres"});
+    for (k, val) in extra.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    config(v)
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn every_sslmode_against_a_tls_server() {
+    let pki = Pki::new();
+    let server = pki.start_cluster(None);
+
+    // prefer and require encrypt without checking the certificate.
+    for mode in ["prefer", "require"] {
+        let c = pg::connect(&tls_config(&server, "127.0.0.1", json!({"sslmode": mode})))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert!(uses_tls(&c).await, "{mode}");
+    }
+    // pipelinewise's ssl: "true".
+    let c = pg::connect(&tls_config(&server, "127.0.0.1", json!({"ssl": "true"})))
+        .await
+        .unwrap();
+    assert!(uses_tls(&c).await);
+
+    // verify-ca: the chain is checked, the host name is not (127.0.0.1 is not in the certificate).
+    let c = pg::connect(&tls_config(
+        &server,
+        "127.0.0.1",
+        json!({"sslmode": "verify-ca", "ssl_root_ca_cert": pki.ca_pem}),
+    ))
+    .await
+    .unwrap();
+    assert!(uses_tls(&c).await);
+
+    // verify-full with the right host name, CA given as a path.
+    let c = pg::connect(&tls_config(
+        &server,
+        "localhost",
+        json!({"sslmode": "verify-full", "sslrootcert": path_str(&pki.path("ca.pem"))}),
+    ))
+    .await
+    .unwrap();
+    assert!(uses_tls(&c).await);
+
+    // verify-full rejects a host name the certificate is not for.
+    let err = pg::connect(&tls_config(
+        &server,
+        "127.0.0.1",
+        json!({"sslmode": "verify-full", "ssl_root_ca_cert": pki.ca_pem}),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+
+    // verify-ca rejects a certificate from another CA.
+    let other = Pki::new();
+    let err = pg::connect(&tls_config(
+        &server,
+        "localhost",
+        json!({"sslmode": "verify-ca", "ssl_root_ca_cert": other.ca_pem}),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+
+    // A CA file that does not exist is a config error naming the key.
+    let err = pg::connect(&tls_config(
+        &server,
+        "localhost",
+        json!({"sslmode": "verify-full", "ssl_root_ca_cert": "/nonexistent/ca.pem"}),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string()
+            .starts_with("`ssl_root_ca_cert`: cannot read /nonexistent/ca.pem"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn client_certificate_authentication_inline_and_by_path() {
+    let pki = Pki::new();
+    let server = pki.start_cluster(Some("hostssl all all 127.0.0.1/32 cert"));
+
+    // Macrometa style: every PEM inline.
+    let read = |n: &str| std::fs::read_to_string(pki.path(n)).unwrap();
+    let c = pg::connect(&tls_config(
+        &server,
+        "localhost",
+        json!({"sslmode": "verify-full", "ssl_root_ca_cert": pki.ca_pem,
+               "ssl_client_certificate": read("client.pem"), "ssl_client_key": read("client.key")}),
+    ))
+    .await
+    .unwrap();
+    assert!(uses_tls(&c).await);
+
+    // libpq style: paths.
+    pg::connect(&tls_config(
+        &server,
+        "localhost",
+        json!({"sslmode": "require",
+               "sslcert": path_str(&pki.path("client.pem")),
+               "sslkey": path_str(&pki.path("client.key"))}),
+    ))
+    .await
+    .unwrap();
+
+    // Without a client certificate the server refuses.
+    let err = pg::connect(&tls_config(
+        &server,
+        "localhost",
+        json!({"sslmode": "require"}),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Auth | ErrorKind::Server | ErrorKind::Tls
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("cannot connect to localhost:"),
+        "{err}"
+    );
+}
