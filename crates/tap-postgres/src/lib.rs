@@ -2,14 +2,28 @@
 //! stdout.
 //!
 //! This crate holds the program's logic; `main.rs` only parses arguments and
-//! turns the result into an exit code. Discovery and the replication methods
-//! (FULL_TABLE, INCREMENTAL, LOG_BASED) are added by the issues that build
-//! them; today the program validates its config and answers `--about`.
+//! turns the result into an exit code.
+//!
+//! - [`discovery`]: `pg_catalog` → tables and the Singer catalog.
+//! - [`types`], [`encode`]: the JSON Schema and the JSON value of every
+//!   column type, one encoding for every replication method.
+//! - [`rows`], [`read`]: COPY text rows → RECORD bodies.
+//! - [`sync`]: a run over the selected streams; [`full_table`] and
+//!   [`incremental`] are the replication methods (LOG_BASED: issue #4).
+//! - [`config`]: the tap's settings.
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod discovery;
 pub mod encode;
+pub mod full_table;
+pub mod incremental;
+pub mod read;
+pub mod rows;
+pub mod sync;
 pub mod types;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,14 +87,54 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Startup::Run(config) => config,
     };
     let config_file = args.common.config.last().expect("config was loaded");
-    let connection = pg::ConnectionConfig::from_json(&config, ABOUT.name)
+    let config = config::TapConfig::from_json(&config)
         .with_context(|| format!("{}", config_file.display()))?;
-    tracing::debug!(?connection, "config is valid");
-    if args.discover {
-        anyhow::bail!("--discover is not implemented yet (issue #3)");
+    // Two workers: the connection task reads the socket while the sync
+    // task encodes, so both cores work.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        if args.discover {
+            return discover(&config).await;
+        }
+        let catalog_path = args
+            .catalog
+            .as_ref()
+            .or(args.properties.as_ref())
+            .ok_or_else(|| {
+                anyhow::anyhow!("nothing to do: give --discover, or --catalog FILE to sync")
+            })?;
+        let catalog = singer::Catalog::from_path(catalog_path)?;
+        let state = match &args.state {
+            Some(path) => singer::State::from_path(path)?,
+            None => singer::State::default(),
+        };
+        let mut writer = singer::MessageWriter::stdout();
+        sync::run(&config, &catalog, state, &mut writer).await?;
+        let _stdout = writer.finish()?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn discover(config: &config::TapConfig) -> anyhow::Result<ExitCode> {
+    let conn = config.read_connection();
+    let client = pg::connect(conn).await?;
+    let tables = discovery::discover(&client, &config.filter)
+        .await
+        .context("reading the database catalog")?;
+    if tables.is_empty() {
+        tracing::warn!(
+            "no table, view or partitioned table found in database {:?} (check filter_schemas, filter_table and the user's SELECT privileges)",
+            conn.dbname
+        );
     }
-    if args.catalog.is_none() && args.properties.is_none() {
-        anyhow::bail!("nothing to do: give --discover, or --catalog FILE to sync");
-    }
-    anyhow::bail!("syncing is not implemented yet (issues #3 and #4)")
+    let catalog = discovery::catalog(&tables, &conn.dbname, &config.values);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", catalog.to_json_pretty())
+        .and_then(|_| out.flush())
+        .context("writing the catalog to stdout")?;
+    tracing::info!("discovered {} streams", tables.len());
+    Ok(ExitCode::SUCCESS)
 }

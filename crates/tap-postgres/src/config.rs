@@ -1,0 +1,167 @@
+//! The tap's settings, read from the validated config object (the schema
+//! in `schemas/tap-postgres.config.json` has already checked types).
+
+use serde_json::{Map, Value};
+use singer::catalog::ReplicationMethod;
+
+use crate::discovery::Filter;
+use crate::encode::{ByteaEncoding, OutOfRange, SpecialNumbers, ValueOptions};
+
+/// Everything the tap reads from its config besides the connection.
+#[derive(Debug, Clone)]
+pub struct TapConfig {
+    /// The connection (primary).
+    pub connection: pg::ConnectionConfig,
+    /// `use_secondary`: the replica for discovery, FULL_TABLE and INCREMENTAL.
+    pub secondary: Option<pg::ConnectionConfig>,
+    /// `filter_schemas` / `filter_table`.
+    pub filter: Filter,
+    /// `default_replication_method` (or Macrometa's `replication_method`).
+    pub default_replication_method: Option<ReplicationMethod>,
+    /// `itersize`: rows per read of a FULL_TABLE chunk.
+    pub itersize: u64,
+    /// `limit`: INCREMENTAL rows per run.
+    pub limit: Option<u64>,
+    /// `state_interval_rows`.
+    pub state_interval_rows: u64,
+    /// Value policies.
+    pub values: ValueOptions,
+}
+
+fn get<'a>(config: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    config.get(key).filter(|v| !v.is_null())
+}
+
+/// A list given as a comma-separated string or a JSON array of strings.
+fn list(config: &Map<String, Value>, key: &str) -> Option<Vec<String>> {
+    let items: Vec<String> = match get(config, key)? {
+        Value::String(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|p| p.trim().to_string())
+            .collect(),
+        _ => return None,
+    };
+    let items: Vec<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+    (!items.is_empty()).then_some(items)
+}
+
+fn uint(config: &Map<String, Value>, key: &str) -> anyhow::Result<Option<u64>> {
+    Ok(match get(config, key) {
+        None => None,
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(
+            s.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("`{key}` must be a non-negative integer"))?,
+        ),
+        Some(_) => anyhow::bail!("`{key}` must be a non-negative integer"),
+    })
+}
+
+/// A boolean given as `true`/`false` or `"true"`/`"false"`.
+pub fn flag(config: &Map<String, Value>, key: &str, default: bool) -> anyhow::Result<bool> {
+    match get(config, key) {
+        None => Ok(default),
+        Some(v) => Ok(pg::config::boolean(key, v)?),
+    }
+}
+
+fn choice<T: Copy>(
+    config: &Map<String, Value>,
+    key: &str,
+    options: &[(&str, T)],
+    default: T,
+) -> anyhow::Result<T> {
+    match get(config, key).and_then(Value::as_str) {
+        None => Ok(default),
+        Some(s) => options
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| anyhow::anyhow!("`{key}`: {s:?} is not a valid choice")),
+    }
+}
+
+impl TapConfig {
+    /// Reads the settings.
+    pub fn from_json(config: &Map<String, Value>) -> anyhow::Result<TapConfig> {
+        let connection = pg::ConnectionConfig::from_json(config, "tap-postgres")?;
+        let secondary = if flag(config, "use_secondary", false)? {
+            let host = get(config, "secondary_host")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow::anyhow!("`use_secondary` needs `secondary_host`"))?;
+            let port = uint(config, "secondary_port")?
+                .ok_or_else(|| anyhow::anyhow!("`use_secondary` needs `secondary_port`"))?;
+            let port = u16::try_from(port)
+                .map_err(|_| anyhow::anyhow!("`secondary_port`: {port} is not a TCP port"))?;
+            Some(connection.for_host(host, port))
+        } else {
+            None
+        };
+        let method = get(config, "default_replication_method")
+            .or_else(|| get(config, "replication_method"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ReplicationMethod>()
+                    .map_err(|_| anyhow::anyhow!("`default_replication_method`: {s:?} is not FULL_TABLE, INCREMENTAL or LOG_BASED"))
+            })
+            .transpose()?;
+        let values = ValueOptions {
+            special_numbers: choice(
+                config,
+                "special_numbers",
+                &[
+                    ("string", SpecialNumbers::String),
+                    ("null", SpecialNumbers::Null),
+                    ("error", SpecialNumbers::Error),
+                ],
+                SpecialNumbers::String,
+            )?,
+            out_of_range: choice(
+                config,
+                "out_of_range_dates",
+                &[
+                    ("string", OutOfRange::String),
+                    ("null", OutOfRange::Null),
+                    ("error", OutOfRange::Error),
+                ],
+                OutOfRange::String,
+            )?,
+            bytea: choice(
+                config,
+                "bytea_encoding",
+                &[
+                    ("hex", ByteaEncoding::Hex),
+                    ("base64", ByteaEncoding::Base64),
+                ],
+                ByteaEncoding::Hex,
+            )?,
+            decimal_as_string: flag(config, "decimal_as_string", false)?,
+            naive_timestamp_offset: flag(config, "naive_timestamp_offset", true)?,
+        };
+        Ok(TapConfig {
+            connection,
+            secondary,
+            filter: Filter {
+                schemas: list(config, "filter_schemas"),
+                tables: list(config, "filter_table"),
+            },
+            default_replication_method: method,
+            itersize: uint(config, "itersize")?.unwrap_or(20_000).max(1),
+            limit: uint(config, "limit")?,
+            state_interval_rows: uint(config, "state_interval_rows")?
+                .unwrap_or(10_000)
+                .max(1),
+            values,
+        })
+    }
+
+    /// Where discovery, FULL_TABLE and INCREMENTAL read from.
+    pub fn read_connection(&self) -> &pg::ConnectionConfig {
+        self.secondary.as_ref().unwrap_or(&self.connection)
+    }
+}

@@ -1,0 +1,180 @@
+//! FULL_TABLE: a complete copy of a table, read in one REPEATABLE READ
+//! snapshot, resumable.
+//!
+//! A table with a primary key (or a unique key whose columns are all NOT
+//! NULL) is read in key order, in chunks of `itersize` rows (`ORDER BY key
+//! LIMIT n`, so the planner walks the key's index instead of sorting the
+//! table). Every `state_interval_rows` rows a STATE carries the last key
+//! written (`last_pk_fetched`); a run started from that state reads the
+//! rows after that key, so the two runs together cover every row (the peers
+//! order by `xmin::text` and resume by `age(xmin)`, which skips rows). A
+//! table without such a key (and every view) is read in one statement and
+//! restarts from the beginning; the log says so.
+//!
+//! Versions, as the peers: a `version` (epoch ms) per complete copy, kept
+//! when resuming, on every RECORD; ACTIVATE_VERSION after the last record,
+//! and also before the first one on the first copy ever.
+
+use std::io::Write;
+
+use serde_json::{Map, Value};
+use singer::{Metric, TimeExtracted};
+use tokio_postgres::{Client, IsolationLevel};
+
+use crate::read::{bind_values, copy_lines};
+use crate::rows::{RowEncoder, StreamPlan};
+use crate::sync::{now_version, Ctx};
+
+/// Bookmark key holding the key of the last row written (as tap-mysql).
+pub const LAST_PK_FETCHED: &str = "last_pk_fetched";
+
+/// Copies `plan`'s table, resuming after the bookmarked key.
+pub async fn sync<W: Write>(
+    ctx: &mut Ctx<'_, W>,
+    client: &mut Client,
+    plan: &StreamPlan,
+    key: &[String],
+) -> anyhow::Result<()> {
+    let id = plan.stream.clone();
+    let bookmark = ctx.state.bookmark(&id).cloned().unwrap_or_default();
+    let first_ever = bookmark.version().is_none();
+    let resume: Option<Vec<Value>> = match bookmark.get(LAST_PK_FETCHED) {
+        Some(Value::Object(m)) if !key.is_empty() && key.iter().all(|k| m.contains_key(k)) => {
+            Some(key.iter().map(|k| m[k].clone()).collect())
+        }
+        _ => None,
+    };
+    let version = match (&resume, bookmark.version()) {
+        (Some(_), Some(v)) => v,
+        _ => now_version(),
+    };
+    if key.is_empty() {
+        tracing::info!("stream {id}: FULL_TABLE without a primary or unique not-null key: an interrupted copy restarts from the beginning");
+    } else if let Some(r) = &resume {
+        tracing::info!(
+            "stream {id}: FULL_TABLE resuming after key {}",
+            serde_json::Value::Array(r.clone())
+        );
+    } else {
+        tracing::info!("stream {id}: FULL_TABLE");
+    }
+
+    ctx.state.set_currently_syncing(Some(&id));
+    let b = ctx.state.bookmark_mut(&id);
+    b.set_last_replication_method("FULL_TABLE");
+    b.set_version(version);
+    ctx.emit_state()?;
+    let columns: Vec<&str> = plan.record_columns().map(|c| c.name.as_str()).collect();
+    ctx.writer.write_schema(
+        &id,
+        &crate::discovery::stream_schema(
+            &plan.table,
+            &plan.record_columns().collect::<Vec<_>>(),
+            &ctx.config.values,
+        ),
+        &plan
+            .table
+            .primary_key
+            .iter()
+            .filter(|k| columns.contains(&k.as_str()))
+            .collect::<Vec<_>>(),
+        &[] as &[&str],
+    )?;
+    if first_ever {
+        ctx.writer.write_activate_version(&id, version)?;
+    }
+
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
+    let select = plan.select_list();
+    let key_positions: Vec<usize> = key
+        .iter()
+        .map(|k| plan.position(k).expect("key columns are in the plan"))
+        .collect();
+    let mut encoder = RowEncoder::new(plan);
+    let interval = ctx.config.state_interval_rows;
+    let chunk = ctx.config.itersize;
+    let mut total = 0u64;
+    let mut since_state = 0u64;
+    let mut last = resume;
+    loop {
+        let time = TimeExtracted::now();
+        let query = if key.is_empty() {
+            format!("SELECT {select} FROM {table}")
+        } else {
+            let order = key
+                .iter()
+                .map(|k| pg::quote_ident(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let filter = match &last {
+                Some(values) => {
+                    let exprs = bind_values(&tx, plan, key, values).await?;
+                    format!("WHERE ({order}) > ({})", exprs.join(", "))
+                }
+                None => String::new(),
+            };
+            format!("SELECT {select} FROM {table} {filter} ORDER BY {order} LIMIT {chunk}")
+        };
+        let writer = &mut *ctx.writer;
+        let state = &mut ctx.state;
+        let rows = copy_lines(&tx, &query, |line| {
+            let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
+            writer.write_record_raw(&id, record, Some(version), Some(&time))?;
+            since_state += 1;
+            if since_state >= interval && !key.is_empty() {
+                since_state = 0;
+                let mut m = Map::new();
+                for (k, &p) in key.iter().zip(&key_positions) {
+                    m.insert(k.clone(), encoder.value(p));
+                }
+                state
+                    .bookmark_mut(&id)
+                    .set(LAST_PK_FETCHED, Value::Object(m))?;
+                writer.write_state(&*state)?;
+            }
+            Ok(())
+        })
+        .await?;
+        total += rows;
+        if key.is_empty() || rows < chunk {
+            break;
+        }
+        last = Some(key_positions.iter().map(|&p| encoder.value(p)).collect());
+    }
+    tx.commit().await?;
+    report_replaced(&id, &encoder);
+
+    ctx.writer.write_activate_version(&id, version)?;
+    let b = ctx.state.bookmark_mut(&id);
+    b.remove(LAST_PK_FETCHED);
+    if b.get("xmin").is_some() {
+        b.set_xmin(None);
+    }
+    ctx.emit_state()?;
+    Metric::counter("record_count", total, &[("stream", &id)]).log();
+    tracing::info!("stream {id}: FULL_TABLE done, {total} rows");
+    Ok(())
+}
+
+/// Logs how many values a `null` policy replaced.
+pub fn report_replaced(id: &str, encoder: &RowEncoder<'_>) {
+    let r = encoder.replaced;
+    if r.special_numbers > 0 {
+        tracing::warn!(
+            "stream {id}: {} NaN/Infinity values written as null (special_numbers: null)",
+            r.special_numbers
+        );
+    }
+    if r.out_of_range > 0 {
+        tracing::warn!(
+            "stream {id}: {} out-of-range dates written as null (out_of_range_dates: null)",
+            r.out_of_range
+        );
+    }
+}

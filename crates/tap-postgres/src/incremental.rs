@@ -1,0 +1,151 @@
+//! INCREMENTAL: the rows whose replication key is at or past the bookmark,
+//! in key order.
+//!
+//! `WHERE key >= bookmark ORDER BY key`, the bookmark bound as a value of
+//! the column's type (see `read`). Rows equal to the bookmark are sent
+//! again (at-least-once: a row committed later with the same key value is
+//! not missed; the target's upsert makes the repeat harmless). Rows whose
+//! key is NULL sort last and are sent only by a run without a bookmark.
+//!
+//! `limit` bounds a run to the rows of the first `limit` key values past
+//! the bookmark, and always finishes the last key value, so a run makes
+//! progress even when more than `limit` rows share one value.
+//!
+//! STATE every `state_interval_rows` rows and at the end carries
+//! `replication_key_value` as the record wrote it.
+
+use std::io::Write;
+
+use singer::{Metric, TimeExtracted};
+use tokio_postgres::{Client, IsolationLevel};
+
+use crate::full_table::report_replaced;
+use crate::read::{bind_values, copy_lines};
+use crate::rows::{RowEncoder, StreamPlan};
+use crate::sync::{now_version, Ctx};
+
+/// Reads the rows past the bookmark.
+pub async fn sync<W: Write>(
+    ctx: &mut Ctx<'_, W>,
+    client: &mut Client,
+    plan: &StreamPlan,
+    key: &str,
+) -> anyhow::Result<()> {
+    let id = plan.stream.clone();
+    let mut bookmark = ctx.state.bookmark(&id).cloned().unwrap_or_default();
+    if bookmark.replication_key().is_some_and(|k| k != key) {
+        tracing::info!("stream {id}: replication key changed to {key:?}; starting over");
+        bookmark = Default::default();
+    }
+    let start = bookmark
+        .replication_key_value()
+        .cloned()
+        .filter(|v| !v.is_null());
+    let version = bookmark.version().unwrap_or_else(now_version);
+    tracing::info!(
+        "stream {id}: INCREMENTAL on {key:?} from {}",
+        start
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "the beginning".into())
+    );
+
+    ctx.state.set_currently_syncing(Some(&id));
+    ctx.state.set_bookmark(&id, bookmark);
+    let b = ctx.state.bookmark_mut(&id);
+    b.set_last_replication_method("INCREMENTAL");
+    b.set_replication_key(key);
+    b.set_version(version);
+    ctx.emit_state()?;
+    let record_columns: Vec<_> = plan.record_columns().collect();
+    let names: Vec<&str> = record_columns.iter().map(|c| c.name.as_str()).collect();
+    ctx.writer.write_schema(
+        &id,
+        &crate::discovery::stream_schema(&plan.table, &record_columns, &ctx.config.values),
+        &plan
+            .table
+            .primary_key
+            .iter()
+            .filter(|k| names.contains(&k.as_str()))
+            .collect::<Vec<_>>(),
+        &[key],
+    )?;
+    ctx.writer.write_activate_version(&id, version)?;
+
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
+    let k = pg::quote_ident(key);
+    let lower = match &start {
+        Some(v) => Some(
+            bind_values(&tx, plan, &[key.to_string()], std::slice::from_ref(v))
+                .await?
+                .remove(0),
+        ),
+        None => None,
+    };
+    let mut conditions = Vec::new();
+    if let Some(lower) = &lower {
+        conditions.push(format!("{k} >= {lower}"));
+    }
+    if let Some(limit) = ctx.config.limit.filter(|l| *l > 0) {
+        let past = match &lower {
+            Some(lower) => format!("{k} > {lower}"),
+            None => format!("{k} IS NOT NULL"),
+        };
+        conditions.push(format!(
+            "(SELECT {k} FROM {table} WHERE {past} ORDER BY {k} OFFSET {} LIMIT 1) IS NULL \
+             OR {k} <= (SELECT {k} FROM {table} WHERE {past} ORDER BY {k} OFFSET {} LIMIT 1)",
+            limit - 1,
+            limit - 1
+        ));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "WHERE {}",
+            conditions
+                .iter()
+                .map(|c| format!("({c})"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        )
+    };
+    let query = format!(
+        "SELECT {} FROM {table} {filter} ORDER BY {k}",
+        plan.select_list()
+    );
+    let position = plan.position(key).expect("the key is in the plan");
+    let mut encoder = RowEncoder::new(plan);
+    let interval = ctx.config.state_interval_rows;
+    let time = TimeExtracted::now();
+    let mut since_state = 0u64;
+    let writer = &mut *ctx.writer;
+    let state = &mut ctx.state;
+    let total = copy_lines(&tx, &query, |line| {
+        let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
+        writer.write_record_raw(&id, record, Some(version), Some(&time))?;
+        let value = encoder.value(position);
+        if !value.is_null() {
+            state.bookmark_mut(&id).set_replication_key_value(value);
+        }
+        since_state += 1;
+        if since_state >= interval {
+            since_state = 0;
+            writer.write_state(&*state)?;
+        }
+        Ok(())
+    })
+    .await?;
+    tx.commit().await?;
+    report_replaced(&id, &encoder);
+    ctx.emit_state()?;
+    Metric::counter("record_count", total, &[("stream", &id)]).log();
+    tracing::info!("stream {id}: INCREMENTAL done, {total} rows");
+    Ok(())
+}

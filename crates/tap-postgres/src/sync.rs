@@ -1,0 +1,234 @@
+//! A sync run: the selected streams of the catalog, one after the other,
+//! each by its replication method, with the state carried through.
+//!
+//! Invariants:
+//! - A STATE is written only after every RECORD it covers (the writer
+//!   flushes at each STATE), so a target never commits a bookmark ahead of
+//!   its rows.
+//! - `currently_syncing` names the stream in progress; a rerun starts with
+//!   it. It is cleared in the final STATE.
+//! - A stream's selected columns are checked against the database as it is
+//!   now before anything of that stream is written: a column dropped or
+//!   retyped since discovery is an error naming it; a table dropped since
+//!   discovery is a warning and the other streams go on.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::{anyhow, bail, Context as _};
+use singer::catalog::ReplicationMethod;
+use singer::{Catalog, CatalogEntry, MessageWriter, State};
+use tokio_postgres::Client;
+
+use crate::config::TapConfig;
+use crate::discovery::{discover, Filter, Table};
+use crate::encode::SESSION_SETTINGS;
+use crate::rows::StreamPlan;
+use crate::{full_table, incremental};
+
+/// What a stream's sync needs.
+pub struct Ctx<'a, W: Write> {
+    /// The tap config.
+    pub config: &'a TapConfig,
+    /// Where messages go.
+    pub writer: &'a mut MessageWriter<W>,
+    /// The state, updated as streams progress.
+    pub state: State,
+}
+
+impl<W: Write> Ctx<'_, W> {
+    /// Writes the current state (flushing everything before it).
+    pub fn emit_state(&mut self) -> anyhow::Result<()> {
+        self.writer.write_state(&self.state)?;
+        Ok(())
+    }
+}
+
+/// Opens a reading connection to `dbname` with the session settings the
+/// value encoding relies on.
+pub async fn connect_reader(config: &TapConfig, dbname: &str) -> anyhow::Result<Client> {
+    let conn = config.read_connection().for_database(dbname);
+    let client = pg::connect(&conn).await?;
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .context("setting the session's date, time and number formats")?;
+    Ok(client)
+}
+
+/// Syncs every selected stream of `catalog`.
+pub async fn run<W: Write>(
+    config: &TapConfig,
+    catalog: &Catalog,
+    state: State,
+    writer: &mut MessageWriter<W>,
+) -> anyhow::Result<()> {
+    let mut streams: Vec<&CatalogEntry> = catalog.selected_streams().collect();
+    if streams.is_empty() {
+        tracing::warn!("no stream is selected in the catalog: nothing to sync");
+    }
+    // A stream interrupted in the last run goes first.
+    if let Some(current) = state.currently_syncing() {
+        if let Some(i) = streams.iter().position(|s| s.tap_stream_id == current) {
+            let s = streams.remove(i);
+            streams.insert(0, s);
+        }
+    }
+    let mut ctx = Ctx {
+        config,
+        writer,
+        state,
+    };
+    let mut clients: HashMap<String, Client> = HashMap::new();
+    let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
+    for entry in streams {
+        let id = entry.tap_stream_id.as_str();
+        let dbname = entry
+            .database_name()
+            .unwrap_or(&config.connection.dbname)
+            .to_string();
+        if !clients.contains_key(&dbname) {
+            let client = connect_reader(config, &dbname).await?;
+            clients.insert(dbname.clone(), client);
+        }
+        let client = clients.get_mut(&dbname).expect("just inserted");
+        if !tables.contains_key(&dbname) {
+            let found = discover(client, &Filter::default())
+                .await
+                .with_context(|| format!("reading the catalog of database {dbname:?}"))?;
+            tables.insert(
+                dbname.clone(),
+                found.into_iter().map(|t| (t.stream_id(), t)).collect(),
+            );
+        }
+        let Some(table) = tables[&dbname].get(id) else {
+            tracing::warn!(
+                "stream {id}: the table no longer exists (or is no longer readable); skipped, the other streams go on"
+            );
+            continue;
+        };
+        sync_stream(&mut ctx, client, entry, table)
+            .await
+            .with_context(|| format!("stream {id}"))?;
+    }
+    ctx.state.set_currently_syncing(None);
+    ctx.emit_state()?;
+    Ok(())
+}
+
+async fn sync_stream<W: Write>(
+    ctx: &mut Ctx<'_, W>,
+    client: &mut Client,
+    entry: &CatalogEntry,
+    table: &Table,
+) -> anyhow::Result<()> {
+    let id = entry.tap_stream_id.as_str();
+    let method = entry
+        .replication_method()?
+        .or(ctx.config.default_replication_method)
+        .ok_or_else(|| {
+            anyhow!(
+                "no replication method: set `replication-method` in the stream's catalog metadata \
+                 or `default_replication_method` in the config"
+            )
+        })?;
+    let selected = check_columns(entry, table)?;
+    // A changed method (or INCREMENTAL key) makes the old bookmark meaningless.
+    let previous = ctx
+        .state
+        .bookmark(id)
+        .and_then(|b| b.last_replication_method().map(str::to_string));
+    if previous.as_deref().is_some_and(|p| p != method.as_str()) {
+        tracing::info!(
+            "stream {id}: replication method changed from {} to {}; starting over",
+            previous.unwrap_or_default(),
+            method.as_str()
+        );
+        ctx.state.remove_bookmark(id);
+    }
+    match method {
+        ReplicationMethod::FullTable => {
+            let key = table.resume_key.clone();
+            let plan = StreamPlan::new(table, &selected, &key, &ctx.config.values);
+            full_table::sync(ctx, client, &plan, &key).await
+        }
+        ReplicationMethod::Incremental => {
+            let key = entry
+                .replication_key()
+                .ok_or_else(|| {
+                    anyhow!("INCREMENTAL needs a `replication-key` in the catalog metadata")
+                })?
+                .to_string();
+            let column = table.column(&key).ok_or_else(|| {
+                anyhow!(
+                    "replication key {key:?} is not a column of {}.{}",
+                    table.schema,
+                    table.name
+                )
+            })?;
+            if !crate::types::can_be_replication_key(&column.kind) {
+                bail!(
+                    "replication key {key:?} has type {}, which cannot be compared as a bookmark",
+                    column.sql_type
+                );
+            }
+            let plan = StreamPlan::new(
+                table,
+                &selected,
+                std::slice::from_ref(&key),
+                &ctx.config.values,
+            );
+            incremental::sync(ctx, client, &plan, &key).await
+        }
+        ReplicationMethod::LogBased => {
+            bail!("LOG_BASED replication is not implemented yet (issue #4)")
+        }
+    }
+}
+
+/// The selected columns, checked against the table as it is now.
+fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> anyhow::Result<Vec<&'e str>> {
+    let mut selected = entry.selected_properties();
+    // Key columns are always read, even if a catalog deselected them.
+    for key in &table.primary_key {
+        if let Some(name) = entry
+            .schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .and_then(|p| p.keys().find(|k| *k == key))
+        {
+            if !selected.contains(&name.as_str()) {
+                selected.push(name);
+            }
+        }
+    }
+    for name in &selected {
+        let Some(column) = table.column(name) else {
+            bail!(
+                "column {name:?} is selected but no longer exists (dropped since discovery?); \
+                 run discovery again"
+            );
+        };
+        let catalog_type = entry
+            .property_metadata(name)
+            .and_then(|m| m.get("sql-datatype"))
+            .and_then(|v| v.as_str());
+        if let Some(t) = catalog_type {
+            if t != column.sql_type_name {
+                bail!(
+                    "column {name:?} was {t} at discovery and is {} now; run discovery again",
+                    column.sql_type_name
+                );
+            }
+        }
+    }
+    if selected.is_empty() {
+        bail!("no column is selected");
+    }
+    Ok(selected)
+}
+
+/// Milliseconds since the epoch, for a new table version.
+pub fn now_version() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
