@@ -132,7 +132,7 @@ impl Filter {
 const TABLES_SQL: &str = "
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relreplident::text,
        CASE WHEN c.relkind = 'p' THEN coalesce((
-            SELECT sum(greatest(ch.reltuples, 0))::int8
+            SELECT CASE WHEN bool_or(ch.reltuples < 0) THEN -1 ELSE sum(ch.reltuples)::int8 END
             FROM pg_partition_tree(c.oid) pt JOIN pg_class ch ON ch.oid = pt.relid
             WHERE pt.isleaf), 0)
        ELSE c.reltuples::int8 END

@@ -102,8 +102,18 @@ pub async fn run<W: Write>(
             );
         }
         let Some(table) = tables[&dbname].get(id) else {
+            let schema = entry.schema_name().unwrap_or_default();
+            let name = entry.table_name.as_deref().unwrap_or(entry.stream_name());
+            let qualified = pg::QualifiedName::new(schema, name).to_string();
+            let exists: Option<String> = client
+                .query_one("SELECT to_regclass($1)::text", &[&qualified])
+                .await?
+                .get(0);
+            if exists.is_some() {
+                bail!("stream {id}: permission denied: the user may not SELECT from {qualified}");
+            }
             tracing::warn!(
-                "stream {id}: the table no longer exists (or is no longer readable); skipped, the other streams go on"
+                "stream {id}: table {qualified} no longer exists; skipped, the other streams go on"
             );
             continue;
         };

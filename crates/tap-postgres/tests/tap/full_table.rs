@@ -1,0 +1,270 @@
+//! FULL_TABLE: versions and ACTIVATE_VERSION, resuming after a kill,
+//! composite and text keys, tables without a key, peer state files,
+//! `currently_syncing`.
+
+use std::collections::BTreeSet;
+
+use pg_testkit::cluster;
+use serde_json::{json, Value};
+
+use crate::support::{config, discover, select, sync, sync_command, sync_until_killed, Files};
+
+fn ids(messages: &[Value]) -> Vec<i64> {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "RECORD")
+        .map(|m| m["record"]["id"].as_i64().unwrap())
+        .collect()
+}
+
+fn parse(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn first_run_message_order_and_versions() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({}));
+    let catalog = select(&discover(&files, &cfg), &[("public-t", "FULL_TABLE", None)]);
+    let run = sync(&files, &cfg, &catalog, None);
+    assert!(run.output.status.success(), "{}", run.stderr);
+    let m = run.messages();
+    let types: Vec<&str> = m.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "STATE",
+            "SCHEMA",
+            "ACTIVATE_VERSION",
+            "RECORD",
+            "RECORD",
+            "ACTIVATE_VERSION",
+            "STATE",
+            "STATE"
+        ]
+    );
+    let version = m[2]["version"].as_i64().unwrap();
+    assert_eq!(m[0]["value"]["currently_syncing"], "public-t");
+    assert_eq!(m[3]["version"], version);
+    assert!(m[3]["time_extracted"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        run.last_state(),
+        json!({"currently_syncing": null, "bookmarks": {"public-t": {"last_replication_method": "FULL_TABLE", "version": version}}})
+    );
+
+    // A later run: a new version, no ACTIVATE_VERSION before the records.
+    let run2 = sync(&files, &cfg, &catalog, Some(&run.last_state()));
+    let m2 = run2.messages();
+    let types: Vec<&str> = m2.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "STATE",
+            "SCHEMA",
+            "RECORD",
+            "RECORD",
+            "ACTIVATE_VERSION",
+            "STATE",
+            "STATE"
+        ]
+    );
+    assert!(m2[4]["version"].as_i64().unwrap() > version);
+}
+
+#[tokio::test]
+async fn a_killed_copy_resumes_after_the_last_key_and_loses_nothing() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE big (id int PRIMARY KEY, v text);
+         INSERT INTO big SELECT i, md5(i::text) FROM generate_series(1, 5000) i;",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({"state_interval_rows": 500, "itersize": 1200}));
+    let catalog = select(
+        &discover(&files, &cfg),
+        &[("public-big", "FULL_TABLE", None)],
+    );
+
+    let first = parse(&sync_until_killed(
+        sync_command(&files, &cfg, &catalog, None),
+        |m| {
+            m["type"] == "STATE"
+                && m["value"]["bookmarks"]["public-big"]["last_pk_fetched"]["id"].as_i64()
+                    >= Some(2000)
+        },
+    ));
+    let state = first.last().unwrap()["value"].clone();
+    let bookmark = &state["bookmarks"]["public-big"];
+    assert_eq!(bookmark["last_pk_fetched"], json!({"id": 2000}));
+    assert_eq!(state["currently_syncing"], "public-big");
+    let version = bookmark["version"].as_i64().unwrap();
+    let first_ids = ids(&first);
+    assert_eq!(first_ids, (1..=2000).collect::<Vec<_>>());
+
+    let second = sync(&files, &cfg, &catalog, Some(&state));
+    assert!(second.output.status.success(), "{}", second.stderr);
+    let m = second.messages();
+    let second_ids = ids(&m);
+    assert_eq!(
+        second_ids,
+        (2001..=5000).collect::<Vec<_>>(),
+        "resumes right after the bookmarked key"
+    );
+    assert!(
+        m.iter()
+            .filter(|x| x["type"] == "RECORD")
+            .all(|x| x["version"] == version),
+        "same version"
+    );
+    let activates: Vec<&Value> = m
+        .iter()
+        .filter(|x| x["type"] == "ACTIVATE_VERSION")
+        .collect();
+    assert_eq!(
+        activates.len(),
+        1,
+        "only the closing ACTIVATE_VERSION when resuming"
+    );
+    assert_eq!(activates[0]["version"], version);
+    assert_eq!(
+        second.last_state(),
+        json!({"currently_syncing": null, "bookmarks": {"public-big": {"last_replication_method": "FULL_TABLE", "version": version}}})
+    );
+    let all: BTreeSet<i64> = first_ids.into_iter().chain(second_ids).collect();
+    assert_eq!(all.len(), 5000);
+    assert!(
+        second.stderr.contains("resuming after key [2000]"),
+        "{}",
+        second.stderr
+    );
+}
+
+#[tokio::test]
+async fn composite_text_keys_resume_exactly() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        r#"CREATE TABLE k ("Region" text, id int, v int, PRIMARY KEY ("Region", id));
+           INSERT INTO k VALUES ('a b', 1, 1), ('a b', 2, 2), ('O''Brien', 1, 3), ('O''Brien', 2, 4),
+                                ('x"y', 1, 5), ('x"y', 2, 6), ('zz', 1, 7);"#,
+    )
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({"state_interval_rows": 2, "itersize": 3}));
+    let catalog = select(&discover(&files, &cfg), &[("public-k", "FULL_TABLE", None)]);
+    let mut states = 0;
+    let first = parse(&sync_until_killed(
+        sync_command(&files, &cfg, &catalog, None),
+        |m| {
+            if m["type"] == "STATE"
+                && m["value"]["bookmarks"]["public-k"]
+                    .get("last_pk_fetched")
+                    .is_some()
+            {
+                states += 1;
+            }
+            states == 2
+        },
+    ));
+    let state = first.last().unwrap()["value"].clone();
+    let bookmark = state["bookmarks"]["public-k"]["last_pk_fetched"].clone();
+    let vs = |m: &[Value]| -> Vec<i64> {
+        m.iter()
+            .filter(|x| x["type"] == "RECORD")
+            .map(|x| x["record"]["v"].as_i64().unwrap())
+            .collect()
+    };
+    let done = vs(&first);
+    assert_eq!(done.len(), 4);
+    let rest = sync(&files, &cfg, &catalog, Some(&state));
+    assert!(rest.output.status.success(), "{}", rest.stderr);
+    let mut all = done.clone();
+    all.extend(vs(&rest.messages()));
+    all.sort();
+    assert_eq!(all, [1, 2, 3, 4, 5, 6, 7], "bookmark was {bookmark}");
+}
+
+#[tokio::test]
+async fn a_table_without_key_restarts_and_says_so() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE nokey (v int); INSERT INTO nokey VALUES (1), (2), (2);")
+        .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({}));
+    let catalog = select(
+        &discover(&files, &cfg),
+        &[("public-nokey", "FULL_TABLE", None)],
+    );
+    let run = sync(&files, &cfg, &catalog, None);
+    assert!(run.output.status.success(), "{}", run.stderr);
+    assert_eq!(
+        run.raw_records(),
+        [r#"{"v":1}"#, r#"{"v":2}"#, r#"{"v":2}"#]
+    );
+    assert_eq!(run.of_type("SCHEMA")[0]["key_properties"], json!([]));
+    assert!(
+        run.stderr.contains("restarts from the beginning"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn pipelinewise_state_and_currently_syncing_are_honoured() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1);
+         CREATE TABLE b (id int PRIMARY KEY); INSERT INTO b VALUES (2);",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({}));
+    let catalog = select(
+        &discover(&files, &cfg),
+        &[
+            ("public-a", "FULL_TABLE", None),
+            ("public-b", "FULL_TABLE", None),
+        ],
+    );
+    // Captured from pipelinewise-tap-postgres: b was being copied when it stopped.
+    let pw_state = json!({"currently_syncing": "public-b", "bookmarks": {
+        "public-a": {"last_replication_method": "FULL_TABLE", "version": 1795458828761i64, "xmin": null},
+        "public-b": {"last_replication_method": "FULL_TABLE", "version": 1795458828999i64, "xmin": 1032}}});
+    let run = sync(&files, &cfg, &catalog, Some(&pw_state));
+    assert!(run.output.status.success(), "{}", run.stderr);
+    let m = run.messages();
+    let records: Vec<&str> = m
+        .iter()
+        .filter(|x| x["type"] == "RECORD")
+        .map(|x| x["stream"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        records,
+        ["public-b", "public-a"],
+        "the interrupted stream goes first"
+    );
+    let last = run.last_state();
+    assert_eq!(last["currently_syncing"], Value::Null);
+    let a = &last["bookmarks"]["public-a"];
+    let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["last_replication_method", "version", "xmin"],
+        "peer keys kept in place"
+    );
+    assert_eq!(a["xmin"], Value::Null);
+    assert_eq!(
+        last["bookmarks"]["public-b"]["xmin"],
+        Value::Null,
+        "the copy is complete"
+    );
+    assert!(m.iter().filter(|x| x["type"] == "ACTIVATE_VERSION").count() == 2);
+}

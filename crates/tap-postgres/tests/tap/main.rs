@@ -1,0 +1,10 @@
+//! tap-postgres against a real server: the binary is run as a user runs it
+//! and its exact output is checked.
+
+mod support;
+
+mod discovery;
+mod encodings;
+mod errors;
+mod full_table;
+mod incremental;
