@@ -3,9 +3,31 @@
 //! committed.
 //!
 //! This crate holds the program's logic; `main.rs` only parses arguments and
-//! turns the result into an exit code. Loading is added by the issue that
-//! builds it; today the program validates its config and answers `--about`.
+//! turns the result into an exit code.
+//!
+//! # Modules, in the order data flows through them
+//! - [`input`]: stdin or `--input FILE` in chunks, on its own thread.
+//! - [`batch`]: the converter thread: messages → per-stream batches of COPY
+//!   text ([`encode`]), flush decisions; [`state`]: when a STATE may print.
+//! - [`schema`]: SCHEMA → the table a stream wants; [`ddl`]: making the
+//!   table so.
+//! - [`loader`]: the async side: DDL, [`copy_in`] + [`merge`] per batch in
+//!   one transaction, ACTIVATE_VERSION, printing states.
+//! - [`pipeline`]: wiring the three together; [`config`]; [`error`].
 #![warn(missing_docs)]
+
+pub mod batch;
+pub mod config;
+pub mod copy_in;
+pub mod ddl;
+pub mod encode;
+pub mod error;
+pub mod input;
+pub mod loader;
+pub mod merge;
+pub mod pipeline;
+pub mod schema;
+pub mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config_file = args.common.config.last().expect("config was loaded");
     let connection = pg::ConnectionConfig::from_json(&config, ABOUT.name)
         .with_context(|| format!("{}", config_file.display()))?;
-    tracing::debug!(?connection, "config is valid");
-    anyhow::bail!("loading is not implemented yet (issue #5)")
+    let target = config::TargetConfig::from_json(&config)
+        .with_context(|| format!("{}", config_file.display()))?;
+    tracing::debug!(?connection, ?target, "config is valid");
+    pipeline::run(target, connection, args.input)?;
+    Ok(ExitCode::SUCCESS)
 }

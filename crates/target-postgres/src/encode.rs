@@ -1,0 +1,685 @@
+//! The hot path: one RECORD's raw JSON → one line of `COPY … FROM STDIN`
+//! text, appended to the batch's buffer.
+//!
+//! The record stays the `&RawValue` the reader gave us; its members are
+//! visited once (keys borrowed unless escaped) and each value is written
+//! straight into COPY text form in a reused scratch buffer, then the line is
+//! assembled in column order. No per-value allocation except for arrays,
+//! hstore and base64, which are rare.
+//!
+//! Value rules (the promise is exactness; the server parses each text with
+//! the column type's own input function):
+//! - JSON strings are unescaped and re-escaped for COPY, so `''`, newlines,
+//!   tabs, backslashes and any Unicode arrive exactly. A NUL (U+0000),
+//!   which PostgreSQL cannot store, is replaced by U+FFFD (counted) or is an
+//!   error, per [`NulPolicy`].
+//! - Numbers are copied digit for digit (never through a float).
+//! - json/jsonb columns get the value's JSON text; JSON `null` is SQL NULL.
+//! - Array columns get a PostgreSQL array literal built from the JSON array;
+//!   bytea columns get `\x` hex from the hex or base64 string.
+//! - A column **absent** from the record is not NULL: its slot stays
+//!   absent, and the line's presence mask (upsert staging only) tells the
+//!   merge to keep the existing value. Metadata columns are always present.
+//!
+//! Invariant: on error nothing is appended to `out` (the line is assembled
+//! only after every value has been encoded).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::de::{DeserializeSeed, Deserializer as _, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::config::NulPolicy;
+use crate::error::{Error, Result};
+use crate::schema::{BinaryEncoding, Meta, StreamSpec};
+
+/// How values of a column are written, from the column's actual type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColKind {
+    /// Any type read from its text form: strings unescaped, numbers and
+    /// booleans as written, objects and arrays as JSON text.
+    Scalar,
+    /// json, jsonb: the JSON text.
+    Json,
+    /// An array type; `delimiter` separates elements (`,`; `;` for box).
+    Array {
+        /// The element delimiter.
+        delimiter: u8,
+    },
+    /// bytea, from a hex or base64 string.
+    Bytea(BinaryEncoding),
+    /// hstore, from an object of strings.
+    Hstore,
+}
+
+impl ColKind {
+    /// The kind for a column of type `sql_type` (as `format_type` spells it).
+    pub fn for_type(sql_type: &str, encoding: BinaryEncoding) -> ColKind {
+        let t = sql_type.trim();
+        if t.ends_with("[]") {
+            let delimiter = if t.starts_with("box") { b';' } else { b',' };
+            ColKind::Array { delimiter }
+        } else if t == "json" || t == "jsonb" {
+            ColKind::Json
+        } else if t == "bytea" {
+            ColKind::Bytea(encoding)
+        } else if t == "hstore" || t.ends_with(".hstore") {
+            ColKind::Hstore
+        } else {
+            ColKind::Scalar
+        }
+    }
+}
+
+/// The encoder's view of a stream's columns, fixed per SCHEMA.
+#[derive(Debug)]
+pub struct Layout {
+    /// Column names, in COPY order.
+    pub names: Vec<String>,
+    kinds: Vec<ColKind>,
+    metas: Vec<Option<Meta>>,
+    by_property: HashMap<String, usize>,
+    key: Vec<usize>,
+    deleted_at: Option<usize>,
+}
+
+impl Layout {
+    /// The layout of `spec` whose columns have the actual `types`.
+    pub fn new(spec: &StreamSpec, types: &[String]) -> Layout {
+        let mut by_property = HashMap::new();
+        for (i, c) in spec.columns.iter().enumerate() {
+            match c.meta {
+                None => {
+                    by_property.insert(c.property.clone(), i);
+                }
+                Some(m @ (Meta::DeletedAt | Meta::Lsn)) => {
+                    by_property.insert(m.name().to_owned(), i);
+                }
+                Some(_) => {}
+            }
+        }
+        Layout {
+            names: spec.columns.iter().map(|c| c.name.clone()).collect(),
+            kinds: spec
+                .columns
+                .iter()
+                .zip(types)
+                .map(|(c, t)| ColKind::for_type(t, c.encoding))
+                .collect(),
+            metas: spec.columns.iter().map(|c| c.meta).collect(),
+            by_property,
+            key: spec.key.clone(),
+            deleted_at: spec.meta_index(Meta::DeletedAt),
+        }
+    }
+
+    /// The number of columns.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// The envelope facts a metadata column may need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordMeta<'a> {
+    /// `time_extracted` as written.
+    pub time_extracted: Option<&'a str>,
+    /// `version`.
+    pub version: Option<i64>,
+    /// When the target read the record, formatted.
+    pub received_at: &'a str,
+    /// When the batch was opened, formatted.
+    pub batched_at: &'a str,
+}
+
+/// What the encoder learned about one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoded {
+    /// Some property column was absent from the record.
+    pub has_absent: bool,
+    /// `_sdc_deleted_at` is present and not null.
+    pub is_delete: bool,
+}
+
+const ABSENT: u32 = u32::MAX;
+const NULL: u32 = u32::MAX - 1;
+
+/// Encodes records of one layout; holds the reused buffers.
+pub struct RowEncoder {
+    layout: Arc<Layout>,
+    nul_policy: NulPolicy,
+    scratch: Vec<u8>,
+    slots: Vec<(u32, u32)>,
+    /// NULs replaced so far, per column.
+    pub nul_replaced: Vec<u64>,
+    /// Properties seen in records but not in the schema, with counts.
+    pub unknown: HashMap<String, u64>,
+}
+
+impl RowEncoder {
+    /// An encoder for `layout`.
+    pub fn new(layout: Arc<Layout>, nul_policy: NulPolicy) -> RowEncoder {
+        let n = layout.len();
+        RowEncoder {
+            layout,
+            nul_policy,
+            scratch: Vec::with_capacity(4096),
+            slots: vec![(ABSENT, 0); n],
+            nul_replaced: vec![0; n],
+            unknown: HashMap::new(),
+        }
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Arc<Layout> {
+        &self.layout
+    }
+
+    /// Appends one COPY line for `record` to `out`: `seq`, the presence mask
+    /// and the columns when `seq` is given (upsert staging), the columns
+    /// alone otherwise.
+    pub fn encode(
+        &mut self,
+        record: &RawValue,
+        meta: &RecordMeta<'_>,
+        seq: Option<u64>,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded> {
+        self.scratch.clear();
+        self.slots.fill((ABSENT, 0));
+        let mut de = serde_json::Deserializer::from_str(record.get());
+        de.deserialize_map(RecordVisitor { enc: self })
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => Error::input(e.to_string()),
+                _ => Error::input(format!("record is not a JSON object: {e}")),
+            })?
+            .map_err(|(col, e)| e.in_column(&self.layout.names[col]))?;
+        let layout = Arc::clone(&self.layout);
+        for (i, m) in layout.metas.iter().enumerate() {
+            let Some(m) = m else { continue };
+            let text = match m {
+                Meta::ExtractedAt => meta.time_extracted,
+                Meta::ReceivedAt => Some(meta.received_at),
+                Meta::BatchedAt => Some(meta.batched_at),
+                Meta::TableVersion => None,
+                Meta::DeletedAt | Meta::Lsn => {
+                    if self.slots[i].0 == ABSENT {
+                        self.slots[i] = (NULL, 0);
+                    }
+                    continue;
+                }
+            };
+            let start = self.scratch.len() as u32;
+            match (m, text, meta.version) {
+                (Meta::TableVersion, _, Some(v)) => {
+                    self.scratch.extend_from_slice(v.to_string().as_bytes());
+                }
+                (_, Some(t), _) => self.scratch.extend_from_slice(t.as_bytes()),
+                _ => {
+                    self.slots[i] = (NULL, 0);
+                    continue;
+                }
+            }
+            self.slots[i] = (start, self.scratch.len() as u32);
+        }
+        for &k in &layout.key {
+            match self.slots[k].0 {
+                ABSENT => {
+                    return Err(Error::input(format!(
+                        "key property {:?} is missing from the record",
+                        layout.names[k]
+                    )))
+                }
+                NULL => {
+                    return Err(Error::input(format!(
+                        "key property {:?} is null",
+                        layout.names[k]
+                    )))
+                }
+                _ => {}
+            }
+        }
+        let has_absent = self.slots.iter().any(|s| s.0 == ABSENT);
+        let is_delete = layout
+            .deleted_at
+            .is_some_and(|i| self.slots[i].0 != NULL && self.slots[i].0 != ABSENT);
+        if let Some(seq) = seq {
+            out.extend_from_slice(seq.to_string().as_bytes());
+            out.push(b'\t');
+            if has_absent {
+                out.extend(
+                    self.slots
+                        .iter()
+                        .map(|s| if s.0 == ABSENT { b'0' } else { b'1' }),
+                );
+            } else {
+                out.extend_from_slice(b"\\N");
+            }
+            out.push(b'\t');
+        }
+        for (i, &(start, end)) in self.slots.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            if start >= NULL {
+                out.extend_from_slice(b"\\N");
+            } else {
+                out.extend_from_slice(&self.scratch[start as usize..end as usize]);
+            }
+        }
+        out.push(b'\n');
+        Ok(Encoded {
+            has_absent,
+            is_delete,
+        })
+    }
+
+    fn put(&mut self, col: usize, raw: &str) -> Result<()> {
+        let b = raw.as_bytes();
+        if b == b"null" {
+            self.slots[col] = (NULL, 0);
+            return Ok(());
+        }
+        let start = self.scratch.len();
+        let kind = self.layout.kinds[col];
+        let out = &mut self.scratch;
+        let nul = &mut self.nul_replaced[col];
+        let policy = self.nul_policy;
+        match (kind, b[0]) {
+            (ColKind::Json, _) => json_text(raw, out, policy, nul)?,
+            (ColKind::Array { delimiter }, b'[') => {
+                let v: Value =
+                    serde_json::from_str(raw).map_err(|e| Error::input(e.to_string()))?;
+                let mut lit = String::new();
+                pg_array(&v, delimiter, &mut lit);
+                text(&lit, out, policy, nul)?;
+            }
+            (ColKind::Hstore, b'{') => {
+                let v: Value =
+                    serde_json::from_str(raw).map_err(|e| Error::input(e.to_string()))?;
+                let mut lit = String::new();
+                hstore(&v, &mut lit)?;
+                text(&lit, out, policy, nul)?;
+            }
+            (ColKind::Bytea(enc), b'"') => {
+                let s: String =
+                    serde_json::from_str(raw).map_err(|e| Error::input(e.to_string()))?;
+                bytea(&s, enc, out)?;
+            }
+            (_, b'"') => json_string(raw, out, policy, nul)?,
+            (_, b'{' | b'[') => json_text(raw, out, policy, nul)?,
+            _ => out.extend_from_slice(b),
+        }
+        self.slots[col] = (start as u32, self.scratch.len() as u32);
+        Ok(())
+    }
+}
+
+struct RecordVisitor<'e> {
+    enc: &'e mut RowEncoder,
+}
+
+type VisitResult = std::result::Result<(), (usize, Error)>;
+
+impl<'de> Visitor<'de> for RecordVisitor<'_> {
+    type Value = VisitResult;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<VisitResult, A::Error> {
+        let mut result = Ok(());
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let raw: &'de RawValue = map.next_value()?;
+            if result.is_err() {
+                continue;
+            }
+            match self.enc.layout.by_property.get(key.as_ref()) {
+                Some(&col) => {
+                    if let Err(e) = self.enc.put(col, raw.get()) {
+                        result = Err((col, e));
+                    }
+                }
+                None => *self.enc.unknown.entry(key.into_owned()).or_insert(0) += 1,
+            }
+        }
+        Ok(result)
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_str(KeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+}
+
+const NUL_FAIL: &str = "value contains a NUL character (U+0000), which PostgreSQL cannot store \
+                        (set nul_characters to \"replace\" to store U+FFFD instead)";
+
+/// A raw JSON string (quotes included) → its unescaped text, COPY-escaped.
+///
+/// JSON's `\n \t \r \b \f \\` are also COPY's escapes for the same
+/// characters, so they are copied as they are; `\"` and `\/` become the
+/// bare character and `\uXXXX` the character (escaped again if COPY needs
+/// it). Raw control characters cannot occur (serde_json rejected them).
+pub fn json_string(raw: &str, out: &mut Vec<u8>, nul: NulPolicy, nuls: &mut u64) -> Result<()> {
+    let inner = &raw.as_bytes()[1..raw.len() - 1];
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\\', &inner[i..]) {
+        out.extend_from_slice(&inner[i..i + p]);
+        i += p;
+        let e = inner[i + 1];
+        match e {
+            b'n' | b't' | b'r' | b'b' | b'f' | b'\\' => {
+                out.extend_from_slice(&[b'\\', e]);
+                i += 2;
+            }
+            b'u' => {
+                let (c, used) = decode_u_escape(&inner[i..]);
+                i += used;
+                match c {
+                    '\0' => match nul {
+                        NulPolicy::Fail => return Err(Error::input(NUL_FAIL)),
+                        NulPolicy::Replace => {
+                            *nuls += 1;
+                            out.extend_from_slice("\u{fffd}".as_bytes());
+                        }
+                    },
+                    '\\' => out.extend_from_slice(b"\\\\"),
+                    '\n' => out.extend_from_slice(b"\\n"),
+                    '\r' => out.extend_from_slice(b"\\r"),
+                    '\t' => out.extend_from_slice(b"\\t"),
+                    c => {
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    }
+                }
+            }
+            other => {
+                // `\"` and `\/`.
+                out.push(other);
+                i += 2;
+            }
+        }
+    }
+    out.extend_from_slice(&inner[i..]);
+    Ok(())
+}
+
+/// Decodes `\uXXXX` (and a following low surrogate) at the start of `s`;
+/// returns the character and the bytes used. serde_json validated the
+/// escape; a lone surrogate becomes U+FFFD as serde_json would decode it.
+fn decode_u_escape(s: &[u8]) -> (char, usize) {
+    let hex = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .unwrap_or(0xfffd)
+    };
+    let hi = hex(&s[2..6]);
+    if (0xd800..0xdc00).contains(&hi) && s.len() >= 12 && s[6] == b'\\' && s[7] == b'u' {
+        let lo = hex(&s[8..12]);
+        if (0xdc00..0xe000).contains(&lo) {
+            let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+            return (char::from_u32(c).unwrap_or('\u{fffd}'), 12);
+        }
+    }
+    (char::from_u32(hi).unwrap_or('\u{fffd}'), 6)
+}
+
+/// JSON text → COPY text: backslashes doubled, raw tabs and carriage
+/// returns escaped; a `\u0000` escape handled per the NUL policy (jsonb
+/// rejects it).
+pub fn json_text(raw: &str, out: &mut Vec<u8>, nul: NulPolicy, nuls: &mut u64) -> Result<()> {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while let Some(p) = memchr::memchr3(b'\\', b'\t', b'\r', &b[i..]) {
+        out.extend_from_slice(&b[i..i + p]);
+        i += p;
+        match b[i] {
+            b'\t' => {
+                out.extend_from_slice(b"\\t");
+                i += 1;
+            }
+            b'\r' => {
+                out.extend_from_slice(b"\\r");
+                i += 1;
+            }
+            _ => {
+                if b.get(i + 1) == Some(&b'u') && b[i..].len() >= 6 && &b[i + 2..i + 6] == b"0000" {
+                    match nul {
+                        NulPolicy::Fail => return Err(Error::input(NUL_FAIL)),
+                        NulPolicy::Replace => {
+                            *nuls += 1;
+                            out.extend_from_slice(b"\\\\ufffd");
+                            i += 6;
+                            continue;
+                        }
+                    }
+                }
+                out.extend_from_slice(b"\\\\");
+                if let Some(&next) = b.get(i + 1) {
+                    if next == b'\\' {
+                        out.extend_from_slice(b"\\\\");
+                    } else {
+                        out.push(next);
+                    }
+                }
+                i += 2;
+            }
+        }
+    }
+    out.extend_from_slice(&b[i..]);
+    Ok(())
+}
+
+/// Plain text → COPY text.
+fn text(s: &str, out: &mut Vec<u8>, nul: NulPolicy, nuls: &mut u64) -> Result<()> {
+    for &c in s.as_bytes() {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0 => match nul {
+                NulPolicy::Fail => return Err(Error::input(NUL_FAIL)),
+                NulPolicy::Replace => {
+                    *nuls += 1;
+                    out.extend_from_slice("\u{fffd}".as_bytes());
+                }
+            },
+            c => out.push(c),
+        }
+    }
+    Ok(())
+}
+
+/// A PostgreSQL array literal (before COPY escaping) from a JSON value.
+fn pg_array(v: &Value, delimiter: u8, out: &mut String) {
+    match v {
+        Value::Array(items) => {
+            out.push('{');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(delimiter as char);
+                }
+                pg_array(item, delimiter, out);
+            }
+            out.push('}');
+        }
+        Value::Null => out.push_str("NULL"),
+        Value::String(s) => quoted(s, out),
+        Value::Object(_) => quoted(&v.to_string(), out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn quoted(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// An hstore literal from a JSON object of strings (or nulls).
+fn hstore(v: &Value, out: &mut String) -> Result<()> {
+    let Value::Object(m) = v else {
+        return Err(Error::input("hstore value must be an object"));
+    };
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        quoted(k, out);
+        out.push_str("=>");
+        match v {
+            Value::Null => out.push_str("NULL"),
+            Value::String(s) => quoted(s, out),
+            other => quoted(&other.to_string(), out),
+        }
+    }
+    Ok(())
+}
+
+/// bytea from hex (with or without `\x`) or base64, as COPY text `\\x…`.
+fn bytea(s: &str, enc: BinaryEncoding, out: &mut Vec<u8>) -> Result<()> {
+    out.extend_from_slice(b"\\\\x");
+    match enc {
+        BinaryEncoding::Hex => {
+            let hex = s.strip_prefix("\\x").unwrap_or(s);
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) || !hex.len().is_multiple_of(2) {
+                return Err(Error::input(format!(
+                    "{s:?} is not hex-encoded binary data"
+                )));
+            }
+            out.extend_from_slice(hex.as_bytes());
+        }
+        BinaryEncoding::Base64 => {
+            let bytes = base64_decode(s)
+                .ok_or_else(|| Error::input(format!("{s:?} is not base64-encoded binary data")))?;
+            for b in bytes {
+                out.extend_from_slice(format!("{b:02x}").as_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(raw: &str) -> String {
+        let mut out = Vec::new();
+        let mut n = 0;
+        json_string(raw, &mut out, NulPolicy::Replace, &mut n).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_become_copy_text() {
+        assert_eq!(s(r#""""#), "");
+        assert_eq!(
+            s(r#""a\nb\tc\\d\"e\/f""#),
+            r"a\nb\tc\\d".to_owned() + "\"e/f"
+        );
+        assert_eq!(s(r#""\u00e9\ud83d\ude00\u005c\u000a""#), "é😀\\\\\\n");
+        assert_eq!(s(r#""x\u0000y""#), "x\u{fffd}y");
+        let mut n = 0;
+        assert!(json_string(r#""\u0000""#, &mut Vec::new(), NulPolicy::Fail, &mut n).is_err());
+    }
+
+    #[test]
+    fn json_text_is_escaped() {
+        let mut out = Vec::new();
+        let mut n = 0;
+        json_text(
+            "{\"a\":\"x\\\\y\\u0000\",\t\"b\":1}",
+            &mut out,
+            NulPolicy::Replace,
+            &mut n,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"a\":\"x\\\\\\\\y\\\\ufffd\",\\t\"b\":1}"
+        );
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn arrays_and_bytea() {
+        let mut lit = String::new();
+        pg_array(
+            &serde_json::from_str(r#"[[1,null],["a\"b","NULL"],[{"k":1},true]]"#).unwrap(),
+            b',',
+            &mut lit,
+        );
+        assert_eq!(lit, r#"{{1,NULL},{"a\"b","NULL"},{"{\"k\":1}",true}}"#);
+        let mut out = Vec::new();
+        bytea("AP8=", BinaryEncoding::Base64, &mut out).unwrap();
+        assert_eq!(out, b"\\\\x00ff");
+        out.clear();
+        bytea("\\x0A", BinaryEncoding::Hex, &mut out).unwrap();
+        assert_eq!(out, b"\\\\x0A");
+        assert!(bytea("zz", BinaryEncoding::Hex, &mut Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,291 @@
+//! The loader: takes [`Work`] in input order and applies it to the
+//! database, one transaction per batch, and prints states.
+//!
+//! Invariants:
+//! - Items are handled strictly one after another; a batch is committed
+//!   before the next item is looked at. Together with the converter's
+//!   ordering (see [`crate::state`]) this is why a printed state never
+//!   covers an uncommitted record.
+//! - A state is printed as its exact JSON text on one line, flushed at
+//!   once; a state equal to the last one printed is not printed again.
+//! - If the queue closes without [`Work::End`], or anything fails, the
+//!   open transaction is dropped (rolled back) and nothing more is printed.
+//!
+//! `load_method: overwrite`: a stream's batches go into a shadow table
+//! (`<table>__sdc_overwrite`, created `LIKE` the table), and at the end of
+//! the input one transaction replaces the table's rows with the shadow's.
+//! The converter holds states back until then.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use crate::batch::aborted;
+use crate::config::{LoadMethod, TargetConfig};
+use crate::copy_in;
+use crate::ddl;
+use crate::error::{Error, Result};
+use crate::merge::{self, MergeShape};
+use crate::pipeline::{Batch, Work};
+use crate::schema::{short_name, Meta, StreamSpec};
+
+struct Table {
+    spec: Arc<StreamSpec>,
+    names: Vec<String>,
+    types: Vec<String>,
+    stage: Option<String>,
+    generation: u32,
+    shadow: Option<pg::QualifiedName>,
+}
+
+/// Applies work to the database.
+pub struct Loader {
+    client: Client,
+    config: Arc<TargetConfig>,
+    tables: Vec<Option<Table>>,
+    last_printed: Option<String>,
+    generation: u32,
+}
+
+impl Loader {
+    /// A loader on `client`.
+    pub fn new(client: Client, config: Arc<TargetConfig>) -> Loader {
+        Loader {
+            client,
+            config,
+            tables: Vec::new(),
+            last_printed: None,
+            generation: 0,
+        }
+    }
+
+    /// Handles work until [`Work::End`]; an error or a queue closed early
+    /// stops it.
+    pub async fn run(&mut self, mut rx: mpsc::Receiver<Work>) -> Result<()> {
+        loop {
+            let Some(work) = rx.recv().await else {
+                return Err(aborted());
+            };
+            match work {
+                Work::Table {
+                    stream,
+                    spec,
+                    line,
+                    reply,
+                } => {
+                    let types = self
+                        .table(stream, spec)
+                        .await
+                        .map_err(|e| e.at_line(line))?;
+                    let _ = reply.send(types);
+                }
+                Work::Flush(batch) => self.flush(batch).await?,
+                Work::Activate {
+                    stream,
+                    version,
+                    line,
+                } => self
+                    .activate(stream, version)
+                    .await
+                    .map_err(|e| e.at_line(line))?,
+                Work::Emit(state) => self.print(state)?,
+                Work::End(last) => {
+                    self.swap_overwritten().await?;
+                    if let Some(state) = last {
+                        self.print(state)?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn table(&mut self, stream: usize, spec: Arc<StreamSpec>) -> Result<Vec<String>> {
+        let keyed = self.config.load_method != LoadMethod::AppendOnly;
+        let types = ddl::prepare(&self.client, &spec, keyed)
+            .await
+            .map_err(|e| e.in_stream(&spec.stream))?;
+        let types: Vec<String> = types.into_iter().map(|t| t.name).collect();
+        if self.tables.len() <= stream {
+            self.tables.resize_with(stream + 1, || None);
+        }
+        let mut shadow = None;
+        if let Some(old) = self.tables[stream].take() {
+            if let Some(stage) = old.stage {
+                self.exec(&format!("DROP TABLE IF EXISTS {}", pg::quote_ident(&stage)))
+                    .await?;
+            }
+            if let Some(s) = old.shadow {
+                let mut shadow_spec = (*spec).clone();
+                shadow_spec.table = s.clone();
+                ddl::prepare(&self.client, &shadow_spec, keyed).await?;
+                shadow = Some(s);
+            }
+        }
+        self.generation += 1;
+        self.tables[stream] = Some(Table {
+            names: spec.columns.iter().map(|c| c.name.clone()).collect(),
+            types: types.clone(),
+            spec,
+            stage: None,
+            generation: self.generation,
+            shadow,
+        });
+        Ok(types)
+    }
+
+    async fn exec(&self, sql: &str) -> Result<()> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| Error::database("preparing a batch", &e))
+    }
+
+    async fn flush(&mut self, batch: Batch) -> Result<()> {
+        let t = self.tables[batch.stream]
+            .as_mut()
+            .expect("a Table item precedes a stream's batches");
+        let stream = t.spec.stream.clone();
+        let first = batch.lines.first().copied().unwrap_or(0);
+        let last = batch.lines.last().copied().unwrap_or(0);
+        let rows = batch.lines.len();
+        let mut prepare = Vec::new();
+        if self.config.load_method == LoadMethod::Overwrite && t.shadow.is_none() {
+            let s = pg::QualifiedName::new(
+                t.spec.table.schema.clone(),
+                short_name(&format!("{}__sdc_overwrite", t.spec.table.name)),
+            );
+            prepare.push(format!("DROP TABLE IF EXISTS {s}"));
+            prepare.push(format!(
+                "CREATE TABLE {s} (LIKE {} INCLUDING ALL)",
+                t.spec.table
+            ));
+            t.shadow = Some(s);
+        }
+        let target = t.shadow.clone().unwrap_or_else(|| t.spec.table.clone());
+        if batch.upsert && t.stage.is_none() {
+            let name = format!("_sdc_stage_{}", t.generation);
+            prepare.push(merge::create_staging(&name, &t.types));
+            t.stage = Some(name);
+        }
+        let t = self.tables[batch.stream].as_ref().expect("present");
+        for sql in &prepare {
+            self.exec(sql).await.map_err(|e| e.in_stream(&stream))?;
+        }
+        let started = std::time::Instant::now();
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| Error::database("starting a transaction", &e).in_stream(&stream))?;
+        if batch.upsert {
+            let stage = t.stage.as_deref().expect("created above");
+            let sql = merge::copy_staging(stage, t.names.len());
+            copy_in::copy(&tx, &sql, batch.data, &batch.lines, &t.names, &stream).await?;
+            let shape = MergeShape {
+                columns: &t.names,
+                key: &t.spec.key,
+                hard_delete: if self.config.hard_delete {
+                    t.spec.meta_index(Meta::DeletedAt)
+                } else {
+                    None
+                },
+            };
+            let sql = merge::upsert(&target, stage, &shape, batch.has_absent);
+            tx.batch_execute(&sql).await.map_err(|e| {
+                Error::database(&format!("merging the records of lines {first}–{last}"), &e)
+                    .in_stream(&stream)
+            })?;
+        } else {
+            let sql = merge::copy_target(&target, &t.names);
+            copy_in::copy(&tx, &sql, batch.data, &batch.lines, &[], &stream).await?;
+        }
+        tx.commit().await.map_err(|e| {
+            Error::database(
+                &format!("committing the records of lines {first}–{last}"),
+                &e,
+            )
+            .in_stream(&stream)
+        })?;
+        tracing::info!(
+            "stream {stream}: loaded {rows} record(s) of lines {first}–{last} into {target} in {:.3} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    async fn activate(&mut self, stream: usize, version: i64) -> Result<()> {
+        let t = self.tables[stream].as_ref().expect("a Table item precedes");
+        let (Some(_), Some(_)) = (
+            t.spec.meta_index(Meta::TableVersion),
+            t.spec.meta_index(Meta::DeletedAt),
+        ) else {
+            tracing::debug!(
+                "stream {}: ACTIVATE_VERSION ignored: metadata columns are off",
+                t.spec.stream
+            );
+            return Ok(());
+        };
+        let table = t.shadow.as_ref().unwrap_or(&t.spec.table);
+        let sql = if self.config.hard_delete {
+            format!("DELETE FROM {table} WHERE _sdc_table_version < $1")
+        } else {
+            format!(
+                "UPDATE {table} SET _sdc_deleted_at = now() \
+                 WHERE _sdc_table_version < $1 AND _sdc_deleted_at IS NULL"
+            )
+        };
+        let n = self.client.execute(&sql, &[&version]).await.map_err(|e| {
+            Error::database("applying ACTIVATE_VERSION", &e).in_stream(&t.spec.stream)
+        })?;
+        tracing::info!(
+            "stream {}: version {version} activated; {n} row(s) of older versions {}",
+            t.spec.stream,
+            if self.config.hard_delete {
+                "deleted"
+            } else {
+                "marked deleted"
+            }
+        );
+        Ok(())
+    }
+
+    async fn swap_overwritten(&mut self) -> Result<()> {
+        for t in self.tables.iter().flatten() {
+            let Some(shadow) = &t.shadow else { continue };
+            let cols: Vec<String> = t.names.iter().map(|c| pg::quote_ident(c)).collect();
+            let cols = cols.join(", ");
+            let table = &t.spec.table;
+            let sql = format!(
+                "BEGIN; DELETE FROM {table}; INSERT INTO {table} ({cols}) SELECT {cols} FROM {shadow}; \
+                 DROP TABLE {shadow}; COMMIT"
+            );
+            self.client.batch_execute(&sql).await.map_err(|e| {
+                Error::database(&format!("replacing the content of {table}"), &e)
+                    .in_stream(&t.spec.stream)
+            })?;
+            tracing::info!(
+                "stream {}: table {table} replaced (overwrite)",
+                t.spec.stream
+            );
+        }
+        Ok(())
+    }
+
+    fn print(&mut self, state: String) -> Result<()> {
+        if self.last_printed.as_deref() == Some(state.as_str()) {
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(state.as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush())
+            .map_err(|e| {
+                Error::new(crate::error::ErrorKind::Io, format!("writing a state: {e}"))
+            })?;
+        self.last_printed = Some(state);
+        Ok(())
+    }
+}

@@ -1,0 +1,414 @@
+//! From a SCHEMA message to the table a stream wants: its name, its columns
+//! with their PostgreSQL types, its key. Pure: nothing here talks to the
+//! server ([`crate::ddl`] makes the table match).
+//!
+//! Rules (the README's "target-postgres" section is the user-facing copy):
+//! - Table: the part of the stream name after the first `-` (the source
+//!   schema prefix), or the whole name without one; Macrometa's
+//!   `target_table` replaces it for every stream. Schema: see
+//!   [`TargetConfig::target_schema`].
+//! - Names are kept as the source wrote them (case, spaces, reserved
+//!   words); they are quoted wherever they reach SQL. A name longer than 63
+//!   bytes (PostgreSQL's limit) becomes its first 54 bytes (at a character
+//!   boundary), `_` and 8 hex digits of a hash of the whole name, so the same
+//!   name always maps to the same column. Two properties that end up with the
+//!   same column name are an error naming both.
+//! - Types: a property's `x-sql-datatype` wins (our tap writes the source's
+//!   exact type); the type derived from the JSON Schema is kept as the
+//!   fallback for when that type does not exist in the target (e.g. an enum).
+//!   Derived: integer → bigint, number → numeric (never a float), boolean →
+//!   boolean, string → text, or timestamptz / date / time by `format`,
+//!   `x-singer.decimal` → numeric; object, array, unions and untyped → jsonb.
+//! - Metadata columns, when enabled, come last and win over properties of
+//!   the same name.
+
+use serde_json::{Map, Value};
+use singer::SchemaMessage;
+
+use crate::config::TargetConfig;
+use crate::error::{Error, Result};
+
+/// PostgreSQL's identifier length limit in bytes.
+pub const MAX_IDENT_BYTES: usize = 63;
+
+/// A metadata column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meta {
+    /// `_sdc_extracted_at`: the RECORD's `time_extracted`.
+    ExtractedAt,
+    /// `_sdc_received_at`: when the target read the record.
+    ReceivedAt,
+    /// `_sdc_batched_at`: when the batch was merged (the transaction's time).
+    BatchedAt,
+    /// `_sdc_deleted_at`: from the record; non-null marks a delete.
+    DeletedAt,
+    /// `_sdc_lsn`: from the record.
+    Lsn,
+    /// `_sdc_table_version`: the RECORD's `version`.
+    TableVersion,
+}
+
+impl Meta {
+    /// Every metadata column, in table order.
+    pub const ALL: [Meta; 6] = [
+        Meta::ExtractedAt,
+        Meta::ReceivedAt,
+        Meta::BatchedAt,
+        Meta::DeletedAt,
+        Meta::Lsn,
+        Meta::TableVersion,
+    ];
+
+    /// The column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Meta::ExtractedAt => "_sdc_extracted_at",
+            Meta::ReceivedAt => "_sdc_received_at",
+            Meta::BatchedAt => "_sdc_batched_at",
+            Meta::DeletedAt => "_sdc_deleted_at",
+            Meta::Lsn => "_sdc_lsn",
+            Meta::TableVersion => "_sdc_table_version",
+        }
+    }
+
+    /// The column type.
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            Meta::Lsn | Meta::TableVersion => "bigint",
+            _ => "timestamp with time zone",
+        }
+    }
+}
+
+/// How a string value of a bytea column is encoded (`contentEncoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BinaryEncoding {
+    /// Hex digits, with or without a leading `\x` (our tap's default).
+    #[default]
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// One column a stream wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    /// The property name in the records (empty for metadata columns).
+    pub property: String,
+    /// The column name (the property name, shortened if too long).
+    pub name: String,
+    /// The wanted type: `x-sql-datatype`, or derived.
+    pub sql_type: String,
+    /// The derived type, used when `sql_type` does not exist in the target.
+    pub fallback_type: String,
+    /// `contentEncoding` of a string property.
+    pub encoding: BinaryEncoding,
+    /// Which metadata column this is, if it is one.
+    pub meta: Option<Meta>,
+}
+
+/// The table a stream wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    /// The stream name.
+    pub stream: String,
+    /// The target table.
+    pub table: pg::QualifiedName,
+    /// Columns: properties in schema order, then metadata columns.
+    pub columns: Vec<ColumnSpec>,
+    /// Indices into `columns` of the key, in `key_properties` order.
+    pub key: Vec<usize>,
+    /// The SCHEMA's JSON Schema, for `validate_records`.
+    pub json_schema: Value,
+}
+
+impl StreamSpec {
+    /// The spec for a SCHEMA message under `config`.
+    pub fn from_message(msg: &SchemaMessage, config: &TargetConfig) -> Result<StreamSpec> {
+        let keys = match &msg.key_properties {
+            Some(k) => k.clone(),
+            None if config.primary_key_required => {
+                return Err(Error::input(
+                    "SCHEMA has no key_properties and primary_key_required is true \
+                     (set primary_key_required to false to load key-less streams)",
+                ))
+            }
+            None => Vec::new(),
+        };
+        if keys.is_empty() && config.primary_key_required {
+            return Err(Error::input(
+                "SCHEMA has empty key_properties and primary_key_required is true \
+                 (set primary_key_required to false to load key-less streams)",
+            ));
+        }
+        let (source_schema, table) = split_stream(&msg.stream);
+        let table = config
+            .target_table
+            .clone()
+            .unwrap_or_else(|| table.to_owned());
+        let table = pg::QualifiedName::new(
+            short_name(&config.target_schema(source_schema)),
+            short_name(&table),
+        );
+        let empty = Map::new();
+        let properties = msg
+            .schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let mut columns = Vec::with_capacity(properties.len() + 6);
+        for (property, schema) in properties {
+            if config.metadata_columns && Meta::ALL.iter().any(|m| m.name() == property) {
+                continue;
+            }
+            let fallback_type = derived_type(schema).to_owned();
+            let sql_type = match schema.get("x-sql-datatype").and_then(Value::as_str) {
+                Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
+                _ => fallback_type.clone(),
+            };
+            let encoding = match schema.get("contentEncoding").and_then(Value::as_str) {
+                Some(e) if e.eq_ignore_ascii_case("base64") => BinaryEncoding::Base64,
+                _ => BinaryEncoding::Hex,
+            };
+            columns.push(ColumnSpec {
+                property: property.clone(),
+                name: short_name(property),
+                sql_type,
+                fallback_type,
+                encoding,
+                meta: None,
+            });
+        }
+        if config.metadata_columns {
+            for meta in Meta::ALL {
+                columns.push(ColumnSpec {
+                    property: String::new(),
+                    name: meta.name().to_owned(),
+                    sql_type: meta.sql_type().to_owned(),
+                    fallback_type: meta.sql_type().to_owned(),
+                    encoding: BinaryEncoding::Hex,
+                    meta: Some(meta),
+                });
+            }
+        }
+        for (i, a) in columns.iter().enumerate() {
+            if let Some(b) = columns[..i].iter().find(|b| b.name == a.name) {
+                return Err(Error::input(format!(
+                    "properties {:?} and {:?} both map to column {:?}",
+                    b.property, a.property, a.name
+                )));
+            }
+        }
+        let mut key = Vec::with_capacity(keys.len());
+        for k in &keys {
+            match columns
+                .iter()
+                .position(|c| c.meta.is_none() && &c.property == k)
+            {
+                Some(i) => key.push(i),
+                None => {
+                    return Err(Error::input(format!(
+                        "key property {k:?} is not among the schema's properties"
+                    )))
+                }
+            }
+        }
+        Ok(StreamSpec {
+            stream: msg.stream.clone(),
+            table,
+            columns,
+            key,
+            json_schema: msg.schema.clone(),
+        })
+    }
+
+    /// The index of a metadata column, if the spec has it.
+    pub fn meta_index(&self, meta: Meta) -> Option<usize> {
+        self.columns.iter().position(|c| c.meta == Some(meta))
+    }
+}
+
+/// `public-orders` → (`Some("public")`, `orders`); `orders` → (`None`,
+/// `orders`).
+pub fn split_stream(stream: &str) -> (Option<&str>, &str) {
+    match stream.split_once('-') {
+        Some((schema, table)) if !schema.is_empty() && !table.is_empty() => (Some(schema), table),
+        _ => (None, stream),
+    }
+}
+
+/// `name` if it fits in 63 bytes; else its first 54 bytes (at a character
+/// boundary), `_` and 8 hex digits of its FNV-1a hash.
+pub fn short_name(name: &str) -> String {
+    if name.len() <= MAX_IDENT_BYTES {
+        return name.to_owned();
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut cut = MAX_IDENT_BYTES - 9;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{:08x}", &name[..cut], (hash ^ (hash >> 32)) as u32)
+}
+
+/// The column type derived from a property's JSON Schema.
+pub fn derived_type(schema: &Value) -> &'static str {
+    let mut types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    types.retain(|t| *t != "null");
+    if schema.get("anyOf").is_some() || schema.get("oneOf").is_some() || types.len() != 1 {
+        return "jsonb";
+    }
+    let format = schema.get("format").and_then(Value::as_str).unwrap_or("");
+    match types[0] {
+        "integer" => "bigint",
+        "number" => "numeric",
+        "boolean" => "boolean",
+        "string" => match format {
+            "date-time" => "timestamp with time zone",
+            "date" => "date",
+            "time" => "time without time zone",
+            "x-singer.decimal" | "singer.decimal" => "numeric",
+            _ => "text",
+        },
+        _ => "jsonb",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(v: Value) -> TargetConfig {
+        let Value::Object(m) = v else { unreachable!() };
+        TargetConfig::from_json(&m).unwrap()
+    }
+
+    fn schema(stream: &str, schema: Value, keys: Option<&[&str]>) -> SchemaMessage {
+        SchemaMessage {
+            stream: stream.into(),
+            schema,
+            key_properties: keys.map(|k| k.iter().map(|s| s.to_string()).collect()),
+            bookmark_properties: vec![],
+        }
+    }
+
+    #[test]
+    fn derived_types() {
+        for (s, t) in [
+            (json!({"type": ["null", "integer"]}), "bigint"),
+            (json!({"type": "number"}), "numeric"),
+            (
+                json!({"type": ["string"], "format": "date-time"}),
+                "timestamp with time zone",
+            ),
+            (json!({"type": "string", "format": "date"}), "date"),
+            (
+                json!({"type": "string", "format": "time"}),
+                "time without time zone",
+            ),
+            (json!({"type": "string"}), "text"),
+            (json!({"type": "boolean"}), "boolean"),
+            (json!({"type": "object"}), "jsonb"),
+            (
+                json!({"type": "array", "items": {"type": "integer"}}),
+                "jsonb",
+            ),
+            (json!({"type": ["integer", "string"]}), "jsonb"),
+            (json!({}), "jsonb"),
+            (json!({"anyOf": [{"type": "string"}]}), "jsonb"),
+        ] {
+            assert_eq!(derived_type(&s), t, "{s}");
+        }
+    }
+
+    #[test]
+    fn names_and_keys() {
+        let c = config(json!({"default_target_schema": "tgt", "add_metadata_columns": true}));
+        let m = schema(
+            "public-Order Items",
+            json!({"properties": {
+                "ID": {"type": "integer"},
+                "price": {"type": ["null", "number"], "x-sql-datatype": "numeric(12,2)"},
+                "_sdc_lsn": {"type": ["null", "string"]}}}),
+            Some(&["ID"]),
+        );
+        let s = StreamSpec::from_message(&m, &c).unwrap();
+        assert_eq!(s.table, pg::QualifiedName::new("tgt", "Order Items"));
+        let names: Vec<_> = s.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ID",
+                "price",
+                "_sdc_extracted_at",
+                "_sdc_received_at",
+                "_sdc_batched_at",
+                "_sdc_deleted_at",
+                "_sdc_lsn",
+                "_sdc_table_version"
+            ]
+        );
+        assert_eq!(s.columns[1].sql_type, "numeric(12,2)");
+        assert_eq!(s.columns[1].fallback_type, "numeric");
+        assert_eq!(s.key, vec![0]);
+    }
+
+    #[test]
+    fn key_rules() {
+        let c = config(json!({}));
+        let m = schema("s-t", json!({"properties": {"a": {}}}), None);
+        assert!(StreamSpec::from_message(&m, &c)
+            .unwrap_err()
+            .to_string()
+            .contains("primary_key_required"));
+        let m = schema("s-t", json!({"properties": {"a": {}}}), Some(&["b"]));
+        assert!(StreamSpec::from_message(&m, &c)
+            .unwrap_err()
+            .to_string()
+            .contains("\"b\""));
+        let c = config(json!({"primary_key_required": false}));
+        let m = schema("t", json!({"properties": {"a": {}}}), None);
+        let s = StreamSpec::from_message(&m, &c).unwrap();
+        assert_eq!(s.table, pg::QualifiedName::new("public", "t"));
+        assert!(s.key.is_empty());
+    }
+
+    #[test]
+    fn long_names_are_shortened_deterministically() {
+        let long = "a".repeat(70);
+        let s = short_name(&long);
+        assert_eq!(s.len(), 63);
+        assert_eq!(s, short_name(&long));
+        assert_ne!(s, short_name(&format!("{long}b")));
+        let uni = "é".repeat(40);
+        assert!(short_name(&uni).len() <= 63);
+        assert_eq!(short_name("short"), "short");
+    }
+
+    #[test]
+    fn collisions_name_both() {
+        let c = config(json!({"primary_key_required": false}));
+        let base = "x".repeat(54);
+        // Two different 70-byte names share 54 bytes but hash differently;
+        // a real collision needs the same column name, e.g. a name equal to
+        // another's shortened form.
+        let long = format!("{base}{}", "y".repeat(16));
+        let short = short_name(&long);
+        let m = schema(
+            "s-t",
+            json!({"properties": {long.clone(): {}, short.clone(): {}}}),
+            None,
+        );
+        let e = StreamSpec::from_message(&m, &c).unwrap_err().to_string();
+        assert!(e.contains(&long) && e.contains(&short), "{e}");
+    }
+}
