@@ -268,3 +268,52 @@ async fn pipelinewise_state_and_currently_syncing_are_honoured() {
     );
     assert!(m.iter().filter(|x| x["type"] == "ACTIVATE_VERSION").count() == 2);
 }
+
+/// Runs `cmd` to completion with stdout discarded and returns its peak RSS
+/// in KiB (wait4's ru_maxrss for that one child).
+fn peak_rss_kib(mut cmd: std::process::Command) -> i64 {
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pid of our own child, valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert_eq!(status, 0, "the tap failed");
+    usage.ru_maxrss
+}
+
+#[tokio::test]
+async fn memory_stays_flat_whatever_the_table_size() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE small (id int PRIMARY KEY, v text, n numeric);
+         INSERT INTO small SELECT i, md5(i::text), i / 3.0 FROM generate_series(1, 100000) i;
+         CREATE TABLE large (id int PRIMARY KEY, v text, n numeric);
+         INSERT INTO large SELECT i, md5(i::text), i / 3.0 FROM generate_series(1, 1000000) i;",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({}));
+    let catalog = discover(&files, &cfg);
+    let small = peak_rss_kib(sync_command(
+        &files,
+        &cfg,
+        &select(&catalog, &[("public-small", "FULL_TABLE", None)]),
+        None,
+    ));
+    let large = peak_rss_kib(sync_command(
+        &files,
+        &cfg,
+        &select(&catalog, &[("public-large", "FULL_TABLE", None)]),
+        None,
+    ));
+    eprintln!("peak RSS: 100k rows {small} KiB, 1M rows {large} KiB");
+    assert!(
+        (large as f64) <= 1.5 * small as f64,
+        "peak RSS grew with the table: 100k rows {small} KiB, 1M rows {large} KiB"
+    );
+}
