@@ -14,7 +14,7 @@
 //! | float | `1.5`, `1e+20` | `1.5`, `1e+20` |
 //! | NaN, ±Infinity | `NaN` | per [`SpecialNumbers`] |
 //! | boolean | `t` | `true` |
-//! | json, jsonb | `{"a": 1}` | embedded |
+//! | json, jsonb | `{"a": 1}` | embedded (the JSON value `null` is counted: it reads as SQL NULL) |
 //! | hstore | `"a"=>"1"` | `{"a":"1"}` |
 //! | bytea | `\x00ff` | `"00ff"` (hex) or `"AP8="` (base64) |
 //! | date | `2024-02-29` | `"2024-02-29"` |
@@ -143,6 +143,9 @@ pub struct Replaced {
     pub special_numbers: u64,
     /// Out-of-range dates written as null.
     pub out_of_range: u64,
+    /// json/jsonb values that are the JSON literal `null`: written as
+    /// `null`, which a reader cannot tell from SQL NULL.
+    pub json_null: u64,
 }
 
 /// Encodes the values of one column.
@@ -213,7 +216,12 @@ fn encode_kind(
             "f" | "false" => out.extend_from_slice(b"false"),
             _ => return err(format!("{text:?} is not a boolean")),
         },
-        Kind::Json => out.extend_from_slice(text.as_bytes()),
+        Kind::Json => {
+            if text.trim() == "null" {
+                replaced.json_null += 1;
+            }
+            out.extend_from_slice(text.as_bytes())
+        }
         Kind::Hstore => encode_hstore(text, out)?,
         Kind::Bytea => {
             let Some(hex) = text.strip_prefix("\\x") else {

@@ -171,6 +171,12 @@ pub fn report_replaced(id: &str, encoder: &RowEncoder<'_>) {
             r.special_numbers
         );
     }
+    if r.json_null > 0 {
+        tracing::warn!(
+            "stream {id}: {} json/jsonb values were the JSON literal null; written as null, a target reads them as SQL NULL",
+            r.json_null
+        );
+    }
     if r.out_of_range > 0 {
         tracing::warn!(
             "stream {id}: {} out-of-range dates written as null (out_of_range_dates: null)",

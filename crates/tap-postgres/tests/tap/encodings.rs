@@ -93,6 +93,12 @@ async fn every_type_gives_its_exact_json() {
         ),
     ];
     assert_eq!(run.raw_records(), expected);
+    assert!(
+        run.stderr
+            .contains("stream public-t: 1 json/jsonb values were the JSON literal null"),
+        "{}",
+        run.stderr
+    );
 
     let schema = &run.of_type("SCHEMA")[0];
     assert_eq!(schema["key_properties"], json!(["id"]));
