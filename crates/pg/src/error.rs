@@ -21,6 +21,11 @@ pub enum ErrorKind {
     Tls,
     /// The server reported an error for a statement.
     Server,
+    /// A replication slot or the server's replication settings are not as
+    /// needed (slot missing or active in another session, `wal_level`,
+    /// `max_wal_senders`, the role's `REPLICATION` attribute, output plugin
+    /// not installed): fix the server or the slot, see the message.
+    Replication,
 }
 
 impl ErrorKind {
@@ -32,6 +37,9 @@ impl ErrorKind {
             ErrorKind::Auth => "check user and password, and the server's pg_hba.conf",
             ErrorKind::Tls => "check the ssl settings and the server certificate",
             ErrorKind::Server => "see the server's message",
+            ErrorKind::Replication => {
+                "check the replication slot and the server's replication settings"
+            }
         }
     }
 }
@@ -40,6 +48,7 @@ impl ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    sqlstate: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -48,6 +57,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            sqlstate: None,
             source: None,
         }
     }
@@ -60,6 +70,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            sqlstate: None,
             source: Some(source.into()),
         }
     }
@@ -68,9 +79,29 @@ impl Error {
         Error::new(ErrorKind::Config, message)
     }
 
+    /// Records the server's SQLSTATE (for errors built from a server's
+    /// ErrorResponse outside tokio-postgres, e.g. by [`crate::walsender`]).
+    pub(crate) fn with_sqlstate(mut self, code: impl Into<String>) -> Self {
+        self.sqlstate = Some(code.into());
+        self
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// The server's SQLSTATE when the server reported the error, e.g.
+    /// `"42704"` for a replication slot that does not exist.
+    pub fn sqlstate(&self) -> Option<&str> {
+        if let Some(code) = &self.sqlstate {
+            return Some(code);
+        }
+        self.source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+            .and_then(|e| e.code())
+            .map(|c| c.code())
     }
 }
 
@@ -85,6 +116,7 @@ impl fmt::Debug for Error {
         f.debug_struct("Error")
             .field("kind", &self.kind)
             .field("message", &self.message)
+            .field("sqlstate", &self.sqlstate)
             .field("source", &self.source)
             .finish()
     }

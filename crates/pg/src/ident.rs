@@ -1,6 +1,8 @@
 //! Identifier quoting: the one place in the project where a name from a user,
-//! a catalog or a stream becomes SQL text. Values are never quoted here: they
-//! are always bound as parameters.
+//! a catalog or a stream becomes SQL text. Values are bound as parameters,
+//! except in replication commands (`START_REPLICATION … ("opt" 'value')`),
+//! which the server parses with its own small grammar and which cannot take
+//! parameters: [`quote_literal`] is for those only.
 //!
 //! Invariant: the output of [`quote_ident`] is a single, valid, double-quoted
 //! identifier whatever the input (quotes doubled), so no input can end the
@@ -33,6 +35,30 @@ pub fn try_quote_ident(name: &str) -> Result<String, Error> {
         )));
     }
     Ok(quote_ident(name))
+}
+
+/// Quotes `value` as a string literal for a replication command:
+/// `it's` → `'it''s'`. Quotes are doubled; backslashes are kept as they are,
+/// which is right for the replication grammar (it has no backslash escapes)
+/// and for SQL with `standard_conforming_strings = on` (the default since
+/// PostgreSQL 9.1). A value containing a NUL byte is rejected: no PostgreSQL
+/// string can hold one.
+pub fn quote_literal(value: &str) -> Result<String, Error> {
+    if value.contains('\0') {
+        return Err(Error::config(format!(
+            "value {value:?} contains a NUL byte, which PostgreSQL strings cannot hold"
+        )));
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    Ok(out)
 }
 
 fn push_quoted(out: &mut String, name: &str) {
@@ -93,6 +119,22 @@ mod tests {
     fn rejects_nul() {
         assert!(try_quote_ident("a\0b").is_err());
         assert_eq!(try_quote_ident("ok").unwrap(), r#""ok""#);
+    }
+
+    #[test]
+    fn literals_double_quotes_only() {
+        assert_eq!(quote_literal("2").unwrap(), "'2'");
+        assert_eq!(quote_literal("").unwrap(), "''");
+        assert_eq!(quote_literal("it's").unwrap(), "'it''s'");
+        assert_eq!(quote_literal("'").unwrap(), "''''");
+        assert_eq!(quote_literal("a'); DROP x; --").unwrap(), "'a''); DROP x; --'");
+        assert_eq!(quote_literal(r"back\slash").unwrap(), r"'back\slash'");
+        assert_eq!(
+            quote_literal("public.t,\"My Table\"").unwrap(),
+            "'public.t,\"My Table\"'"
+        );
+        assert_eq!(quote_literal("ünï").unwrap(), "'ünï'");
+        assert!(quote_literal("a\0b").is_err());
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! - [`tls`]: the rustls client configuration for every `sslmode`.
 //! - [`connect()`]: opening a `tokio_postgres` connection from a
 //!   [`ConnectionConfig`], with errors that say what failed and what to do.
-//! - [`ident`]: the one place where identifiers are quoted.
+//! - [`ident`]: the one place where identifiers (and replication-command
+//!   literals) are quoted.
+//! - [`walsender`]: the logical-replication client (`START_REPLICATION`,
+//!   standby status updates), the only sender of either.
 //!
 //! Invariant: a password never appears in a `Debug`/`Display` output or in an
 //! error message of this crate.
@@ -20,8 +23,10 @@ mod connect;
 mod error;
 pub mod ident;
 pub mod tls;
+pub mod walsender;
 
 pub use config::{ConnectionConfig, PemSource, SslMode};
 pub use connect::connect;
 pub use error::{Error, ErrorKind};
-pub use ident::{quote_ident, QualifiedName};
+pub use ident::{quote_ident, quote_literal, QualifiedName};
+pub use walsender::Lsn;
