@@ -32,7 +32,9 @@ fn about_json_is_meltano_shaped_with_every_setting() {
         let keys: Vec<&String> = props.keys().collect();
         let expected: Vec<&String> = settings.properties().keys().collect();
         assert_eq!(keys, expected, "{name}");
-        for key in ["host", "port", "user", "password", "dbname", "sslmode", "ssl"] {
+        for key in [
+            "host", "port", "user", "password", "dbname", "sslmode", "ssl",
+        ] {
             assert!(props.contains_key(key), "{name} lacks {key}");
         }
     }
