@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(quote_literal("").unwrap(), "''");
         assert_eq!(quote_literal("it's").unwrap(), "'it''s'");
         assert_eq!(quote_literal("'").unwrap(), "''''");
-        assert_eq!(quote_literal("a'); DROP x; --").unwrap(), "'a''); DROP x; --'");
+        assert_eq!(
+            quote_literal("a'); DROP x; --").unwrap(),
+            "'a''); DROP x; --'"
+        );
         assert_eq!(quote_literal(r"back\slash").unwrap(), r"'back\slash'");
         assert_eq!(
             quote_literal("public.t,\"My Table\"").unwrap(),

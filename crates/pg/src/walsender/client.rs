@@ -126,7 +126,10 @@ impl ReplicationClient {
     /// parameters are not (the extended protocol is refused on replication
     /// connections).
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Error> {
-        self.query(sql, "query").await
+        let shown: String = sql.chars().take(80).collect();
+        let ellipsis = if shown.len() < sql.len() { "…" } else { "" };
+        self.query(sql, &format!("query {:?}", format!("{shown}{ellipsis}")))
+            .await
     }
 
     /// `CREATE_REPLICATION_SLOT "name" LOGICAL "plugin" (NO)EXPORT_SNAPSHOT`.
@@ -252,9 +255,8 @@ impl ReplicationClient {
     /// An ErrorResponse is returned after the server is ready again, so the
     /// client stays usable.
     async fn query(&mut self, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>, Error> {
-        frontend::query(sql, &mut self.conn.write).map_err(|e| {
-            Error::config(format!("{what}: the command cannot be sent: {e}"))
-        })?;
+        frontend::query(sql, &mut self.conn.write)
+            .map_err(|e| Error::config(format!("{what}: the command cannot be sent: {e}")))?;
         self.conn
             .flush()
             .await

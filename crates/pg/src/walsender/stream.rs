@@ -282,11 +282,12 @@ impl Task {
             }
             Ok(None) => {}
             Err(e) => {
-                *self.shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((
-                    e.kind(),
-                    e.to_string(),
-                    e.sqlstate().map(str::to_string),
-                ));
+                *self
+                    .shared
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some((e.kind(), e.to_string(), e.sqlstate().map(str::to_string)));
                 // Commands from now on see the failure in `shared`.
                 drop(commands);
                 let _ = events.send(Err(e)).await;
@@ -468,7 +469,8 @@ impl Task {
             match self.conn.read_message(&self.what).await? {
                 Backend::Message(Message::ReadyForQuery(_)) => break,
                 Backend::Message(Message::ErrorResponse(body)) => {
-                    failure = Some(ServerMessage::parse(body.fields()).map_err(|e| self.io_error(e))?)
+                    failure =
+                        Some(ServerMessage::parse(body.fields()).map_err(|e| self.io_error(e))?)
                 }
                 _ => {}
             }

@@ -338,22 +338,17 @@ async fn handshake(
         let mut answer = [0u8];
         socket.read_exact(&mut answer).await.map_err(Failure::io)?;
         if answer[0] == b'S' {
-            let connect =
-                <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<Box<dyn Socket>>>::make_tls_connect(
-                    &mut tls,
-                    &config.host,
-                )
-                .map_err(|e| Failure::Other(ErrorKind::Tls, format!("tls: {e}"), Some(Box::new(e))))?;
-            let stream = connect
-                .connect(socket)
-                .await
-                .map_err(|e| {
-                    let cause = match e.get_ref() {
-                        Some(inner) => format!("tls: {inner}"),
-                        None => format!("tls: {e}"),
-                    };
-                    Failure::Other(ErrorKind::Tls, cause, Some(Box::new(e)))
-                })?;
+            let connect = <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<
+                Box<dyn Socket>,
+            >>::make_tls_connect(&mut tls, &config.host)
+            .map_err(|e| Failure::Other(ErrorKind::Tls, format!("tls: {e}"), Some(Box::new(e))))?;
+            let stream = connect.connect(socket).await.map_err(|e| {
+                let cause = match e.get_ref() {
+                    Some(inner) => format!("tls: {inner}"),
+                    None => format!("tls: {e}"),
+                };
+                Failure::Other(ErrorKind::Tls, cause, Some(Box::new(e)))
+            })?;
             socket = Box::new(stream);
             encrypted = true;
         } else if config.ssl.mode != SslMode::Prefer {
@@ -421,9 +416,7 @@ async fn next(conn: &mut Conn) -> Result<Message, Failure> {
                     log_notice(&conn.target, body.fields())
                 }
                 Backend::Message(m) => return Ok(m),
-                Backend::CopyBoth => {
-                    return Err(Failure::protocol("unexpected CopyBothResponse"))
-                }
+                Backend::CopyBoth => return Err(Failure::protocol("unexpected CopyBothResponse")),
             }
         } else {
             conn.read_more().await.map_err(Failure::io)?;
@@ -450,9 +443,10 @@ fn unexpected(m: &Message) -> Failure {
 /// it offers SCRAM-SHA-256-PLUS. The password still never crosses the wire.
 async fn authenticate(conn: &mut Conn, config: &ConnectionConfig) -> Result<(), Failure> {
     let password = || {
-        config.password().map(str::as_bytes).ok_or_else(|| {
-            Failure::auth("the server asks for a password and the config has none")
-        })
+        config
+            .password()
+            .map(str::as_bytes)
+            .ok_or_else(|| Failure::auth("the server asks for a password and the config has none"))
     };
     loop {
         match next(conn).await? {
@@ -477,8 +471,7 @@ async fn authenticate(conn: &mut Conn, config: &ConnectionConfig) -> Result<(), 
                          (SCRAM-SHA-256)",
                     ));
                 }
-                let mut state =
-                    ScramSha256::new(password()?, sasl::ChannelBinding::unsupported());
+                let mut state = ScramSha256::new(password()?, sasl::ChannelBinding::unsupported());
                 frontend::sasl_initial_response(
                     sasl::SCRAM_SHA_256,
                     state.message(),
@@ -488,9 +481,9 @@ async fn authenticate(conn: &mut Conn, config: &ConnectionConfig) -> Result<(), 
                 conn.flush().await.map_err(Failure::io)?;
                 match next(conn).await? {
                     Message::AuthenticationSaslContinue(body) => {
-                        state.update(body.data()).map_err(|e| {
-                            Failure::auth(format!("SCRAM exchange failed: {e}"))
-                        })?;
+                        state
+                            .update(body.data())
+                            .map_err(|e| Failure::auth(format!("SCRAM exchange failed: {e}")))?;
                     }
                     other => return Err(unexpected(&other)),
                 }
