@@ -88,6 +88,26 @@ async fn wait_confirmed(db: &TestDb, slot: &str, from: Lsn, want: Lsn) {
     }
 }
 
+async fn wait_inactive(db: &TestDb, slot: &str) {
+    let client = db.client().await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let active: bool = client
+            .query_one(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if !active {
+            return;
+        }
+        assert!(Instant::now() < deadline, "slot {slot} still active");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A wal2json v2 message with its timestamp taken out (checked separately).
 fn without_timestamp(mut v: Value) -> (Value, String) {
     let ts = v
@@ -564,7 +584,7 @@ async fn streams_over_tls_with_require_and_verify_full() {
 }
 
 #[tokio::test]
-async fn missing_busy_and_duplicate_slots_are_named() {
+async fn slot_errors_and_ended_sessions_name_the_slot() {
     let db = cluster().create_database().await;
     let settings = db_config(&db);
     let connect = || ReplicationClient::connect(&settings, GUCS);
@@ -625,6 +645,51 @@ async fn missing_busy_and_duplicate_slots_are_named() {
         "{err}"
     );
     stream.stop().await.unwrap();
+
+    // A dropped stream frees the slot too.
+    let stream = connect()
+        .await
+        .unwrap()
+        .start_replication("s_busy", Lsn::INVALID, WAL2JSON)
+        .await
+        .unwrap();
+    drop(stream);
+    wait_inactive(&db, "s_busy").await;
+
+    // A walsender terminated by the server is a retryable error naming the slot.
+    let mut stream = connect()
+        .await
+        .unwrap()
+        .start_replication("s_busy", Lsn::INVALID, WAL2JSON)
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+             WHERE slot_name = 's_busy'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Err(e) = stream.next().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("streaming from replication slot \"s_busy\" on "),
+        "{err}"
+    );
+    assert!(stream.next().await.unwrap().is_none());
+    let err = stream.stop().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
 
     // An unknown plugin option is the server's error, with the slot named.
     let err = connect()

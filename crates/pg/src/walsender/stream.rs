@@ -58,7 +58,8 @@ pub enum ReplicationEvent {
         /// the **end** of the commit record — the LSN to confirm once the
         /// whole transaction is durably written downstream.
         wal_start: Lsn,
-        /// The server's current end of WAL.
+        /// For logical replication the server sends `wal_start` again here
+        /// (the WAL end is only in keepalives).
         wal_end: Lsn,
         /// When the server sent it.
         server_time: SystemTime,
@@ -280,7 +281,7 @@ impl Task {
                 let result = self.stop().await;
                 let _ = done.send(result);
             }
-            Ok(None) => {}
+            Ok(None) => self.conn.terminate().await,
             Err(e) => {
                 *self
                     .shared
@@ -452,14 +453,11 @@ impl Task {
         Ok(())
     }
 
-    /// The server sent CopyDone: answer it, drain, Terminate.
+    /// The server sent CopyDone: answer it and drain (`run` terminates).
     async fn server_ended(&mut self) -> Result<(), Error> {
         frontend::copy_done(&mut self.conn.write);
         self.conn.flush().await.map_err(|e| self.io_error(e))?;
-        self.drain().await?;
-        frontend::terminate(&mut self.conn.write);
-        let _ = self.conn.flush().await;
-        Ok(())
+        self.drain().await
     }
 
     /// Reads and discards up to ReadyForQuery; reports a server error.
@@ -504,11 +502,13 @@ impl Task {
 
 fn from_pg_micros(micros: i64) -> SystemTime {
     let base = UNIX_EPOCH + PG_EPOCH_OFFSET;
+    let offset = Duration::from_micros(micros.unsigned_abs());
     if micros >= 0 {
-        base + Duration::from_micros(micros as u64)
+        base.checked_add(offset)
     } else {
-        base - Duration::from_micros(micros.unsigned_abs())
+        base.checked_sub(offset)
     }
+    .unwrap_or(base)
 }
 
 fn pg_micros_now() -> i64 {

@@ -107,6 +107,9 @@ impl ServerMessage {
             "28P01" | "28000" => ErrorKind::Auth,
             // invalid_catalog_name: the database does not exist
             "3D000" => ErrorKind::Config,
+            // admin_shutdown (pg_terminate_backend, server shutdown),
+            // crash_shutdown, cannot_connect_now (starting up): retry
+            "57P01" | "57P02" | "57P03" => ErrorKind::Connect,
             // undefined_object (slot missing), object_in_use (slot active),
             // duplicate_object (slot exists), configuration_limit_exceeded
             // (max_replication_slots), object_not_in_prerequisite_state
