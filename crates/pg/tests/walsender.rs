@@ -455,8 +455,8 @@ async fn every_password_method_and_a_wrong_password() {
     );
 }
 
-/// A CA and a server certificate for `localhost`, as PEM files the
-/// server's OS user can read.
+/// A CA, a server certificate for `localhost` and a client certificate for
+/// the role `cert_role`, as PEM files the server's OS user can read.
 struct Pki {
     dir: tempfile::TempDir,
     ca_pem: String,
@@ -478,12 +478,21 @@ impl Pki {
             .distinguished_name
             .push(DnType::CommonName, "localhost");
         let cert = params.signed_by(&key, &ca).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "cert_role");
+        let client = client_params.signed_by(&client_key, &ca).unwrap();
         let pki = Pki {
             dir,
             ca_pem: ca.pem(),
         };
+        pki.write("ca.pem", &pki.ca_pem);
         pki.write("server.pem", &cert.pem());
         pki.write("server.key", &key.serialize_pem());
+        pki.write("client.pem", &client.pem());
+        pki.write("client.key", &client_key.serialize_pem());
         pki
     }
 
@@ -493,22 +502,36 @@ impl Pki {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
 
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap()
+    }
+
+    /// TLS for everyone; `cert_role` must present its certificate.
     fn start_cluster(&self) -> Cluster {
         ClusterBuilder::new()
             .tls(
                 self.dir.path().join("server.pem"),
                 self.dir.path().join("server.key"),
             )
+            .setting(
+                "ssl_ca_file",
+                self.dir.path().join("ca.pem").to_str().unwrap(),
+            )
+            .hba("hostssl all cert_role 127.0.0.1/32 cert")
+            .hba("host all all 127.0.0.1/32 trust")
             .start()
     }
 }
 
 #[tokio::test]
-async fn streams_over_tls_with_require_and_verify_full() {
+async fn streams_over_tls_and_authenticates_by_client_certificate() {
     let pki = Pki::new();
     let server = pki.start_cluster();
     server
-        .execute_batch("CREATE TABLE t (id int PRIMARY KEY, name text)")
+        .execute_batch(
+            "CREATE TABLE t (id int PRIMARY KEY, name text);
+             CREATE ROLE cert_role LOGIN REPLICATION",
+        )
         .await;
     let tls = |host: &str, extra: Value| {
         let mut v = json!({"host": host, "port": server.port(), "user": "postgres",
@@ -558,6 +581,25 @@ async fn streams_over_tls_with_require_and_verify_full() {
         expect_inserts(&mut stream, &[(id, "tls")]).await;
         stream.stop().await.unwrap();
     }
+
+    // Client certificate authentication.
+    let mut v = json!({"host": "localhost", "port": server.port(), "user": "cert_role",
+        "dbname": "postgres", "sslmode": "verify-full", "ssl_root_ca_cert": pki.ca_pem,
+        "ssl_client_certificate": pki.read("client.pem"),
+        "ssl_client_key": pki.read("client.key")});
+    let mut client = ReplicationClient::connect(&config(v.clone()), GUCS)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.simple_query("SELECT current_user").await.unwrap(),
+        vec![vec![Some("cert_role".to_string())]]
+    );
+    v.as_object_mut().unwrap().remove("ssl_client_certificate");
+    v.as_object_mut().unwrap().remove("ssl_client_key");
+    let err = ReplicationClient::connect(&config(v), GUCS)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 
     // verify-full checks the host name.
     let err = ReplicationClient::connect(
