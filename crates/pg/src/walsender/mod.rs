@@ -55,8 +55,10 @@
 //!   caller through a channel of [`EVENT_BUFFER`] slots. When it is full the
 //!   task stops reading the socket (but keeps its timer), TCP fills up and
 //!   the walsender waits. With wal2json `format-version` 2 an event is one
-//!   change, so memory is a few hundred changes. (Format 1 sends a whole
-//!   transaction per event.)
+//!   change, so memory is a few hundred changes plus the read chunks (64
+//!   KiB each) their `Bytes` share. Format 1 sends a whole transaction per
+//!   event, and a single message is always read whole (the server caps one
+//!   at 1 GB).
 //! - **Exported snapshots.** [`ReplicationClient::create_logical_slot`] with
 //!   [`SlotSnapshot::Export`] returns a snapshot name valid only until the
 //!   next command on that client. Import it on an ordinary connection first
