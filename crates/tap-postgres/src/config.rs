@@ -6,6 +6,7 @@ use singer::catalog::ReplicationMethod;
 
 use crate::discovery::Filter;
 use crate::encode::{ByteaEncoding, OutOfRange, SpecialNumbers, ValueOptions};
+use crate::log_based::LogConfig;
 
 /// Everything the tap reads from its config besides the connection.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct TapConfig {
     pub state_interval_rows: u64,
     /// Value policies.
     pub values: ValueOptions,
+    /// LOG_BASED settings.
+    pub log: LogConfig,
 }
 
 fn get<'a>(config: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
@@ -157,6 +160,30 @@ impl TapConfig {
                 .unwrap_or(10_000)
                 .max(1),
             values,
+            log: LogConfig {
+                slot: get(config, "replication_slot")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+                create_slot: flag(config, "create_replication_slot", false)?,
+                tap_id: get(config, "tap_id")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+                break_at_end_lsn: flag(config, "break_at_end_lsn", true)?,
+                idle_timeout: std::time::Duration::from_secs(
+                    uint(config, "logical_poll_total_seconds")?
+                        .filter(|s| *s > 0)
+                        .unwrap_or(10_800),
+                ),
+                max_run: std::time::Duration::from_secs(
+                    uint(config, "max_run_seconds")?
+                        .filter(|s| *s > 0)
+                        .unwrap_or(43_200),
+                ),
+                wal_sender_timeout_ms: uint(config, "wal_sender_timeout")?.unwrap_or(3_600_000),
+                allow_without_identity: flag(config, "allow_tables_without_identity", false)?,
+            },
         })
     }
 

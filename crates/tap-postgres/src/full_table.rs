@@ -28,12 +28,15 @@ use crate::sync::{now_version, Ctx};
 /// Bookmark key holding the key of the last row written (as tap-mysql).
 pub const LAST_PK_FETCHED: &str = "last_pk_fetched";
 
-/// Copies `plan`'s table, resuming after the bookmarked key.
+/// Copies `plan`'s table, resuming after the bookmarked key. `method` is
+/// the bookmark's `last_replication_method`: `FULL_TABLE`, or `LOG_BASED`
+/// for the initial copy of a LOG_BASED stream.
 pub async fn sync<W: Write>(
     ctx: &mut Ctx<'_, W>,
     client: &mut Client,
     plan: &StreamPlan,
     key: &[String],
+    method: &str,
 ) -> anyhow::Result<()> {
     let id = plan.stream.clone();
     let bookmark = ctx.state.bookmark(&id).cloned().unwrap_or_default();
@@ -61,7 +64,7 @@ pub async fn sync<W: Write>(
 
     ctx.state.set_currently_syncing(Some(&id));
     let b = ctx.state.bookmark_mut(&id);
-    b.set_last_replication_method("FULL_TABLE");
+    b.set_last_replication_method(method);
     b.set_version(version);
     ctx.emit_state()?;
     let columns: Vec<&str> = plan.record_columns().map(|c| c.name.as_str()).collect();

@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod encode;
 pub mod full_table;
 pub mod incremental;
+pub mod log_based;
 pub mod read;
 pub mod rows;
 pub mod sync;

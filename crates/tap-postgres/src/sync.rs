@@ -23,6 +23,7 @@ use tokio_postgres::Client;
 use crate::config::TapConfig;
 use crate::discovery::{discover, Filter, Table};
 use crate::encode::SESSION_SETTINGS;
+use crate::log_based::{self, LogStream};
 use crate::rows::StreamPlan;
 use crate::{full_table, incremental};
 
@@ -79,6 +80,8 @@ pub async fn run<W: Write>(
         writer,
         state,
     };
+    let started_with = ctx.state.clone();
+    let mut log_streams: Vec<(String, LogStream<'_>)> = Vec::new();
     let mut clients: HashMap<String, Client> = HashMap::new();
     let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
     for entry in streams {
@@ -117,21 +120,67 @@ pub async fn run<W: Write>(
             );
             continue;
         };
-        sync_stream(&mut ctx, client, entry, table)
+        let method = resolve_method(&mut ctx, entry).with_context(|| format!("stream {id}"))?;
+        if method == ReplicationMethod::LogBased {
+            // Logical streams run after the others, one slot per database.
+            let mut selected: Vec<String> = check_columns(entry, table)
+                .with_context(|| format!("stream {id}"))?
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            // Columns added since discovery are streamed too (and announced
+            // by the SCHEMA), as the peers do: a change log has no
+            // "later" in which to pick them up.
+            let known = entry.schema.get("properties").and_then(|p| p.as_object());
+            for c in &table.columns {
+                if known.is_some_and(|k| !k.contains_key(&c.name)) {
+                    tracing::info!(
+                        "stream {id}: column {:?} is new since discovery; streaming it",
+                        c.name
+                    );
+                    selected.push(c.name.clone());
+                }
+            }
+            log_streams.push((
+                dbname,
+                LogStream {
+                    entry,
+                    table: table.clone(),
+                    selected,
+                },
+            ));
+            continue;
+        }
+        sync_stream(&mut ctx, client, entry, table, method)
             .await
             .with_context(|| format!("stream {id}"))?;
+    }
+    let mut databases: Vec<String> = log_streams.iter().map(|(d, _)| d.clone()).collect();
+    databases.dedup();
+    for db in databases {
+        let streams: Vec<LogStream<'_>> = log_streams
+            .iter()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, s)| LogStream {
+                entry: s.entry,
+                table: s.table.clone(),
+                selected: s.selected.clone(),
+            })
+            .collect();
+        ctx.state.set_currently_syncing(None);
+        log_based::run(&mut ctx, &config.log, &db, streams, &started_with).await?;
     }
     ctx.state.set_currently_syncing(None);
     ctx.emit_state()?;
     Ok(())
 }
 
-async fn sync_stream<W: Write>(
+/// The stream's replication method; a change of method since the last run
+/// drops the old bookmark (it means nothing to the new method).
+fn resolve_method<W: Write>(
     ctx: &mut Ctx<'_, W>,
-    client: &mut Client,
     entry: &CatalogEntry,
-    table: &Table,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ReplicationMethod> {
     let id = entry.tap_stream_id.as_str();
     let method = entry
         .replication_method()?
@@ -142,8 +191,6 @@ async fn sync_stream<W: Write>(
                  or `default_replication_method` in the config"
             )
         })?;
-    let selected = check_columns(entry, table)?;
-    // A changed method (or INCREMENTAL key) makes the old bookmark meaningless.
     let previous = ctx
         .state
         .bookmark(id)
@@ -156,11 +203,22 @@ async fn sync_stream<W: Write>(
         );
         ctx.state.remove_bookmark(id);
     }
+    Ok(method)
+}
+
+async fn sync_stream<W: Write>(
+    ctx: &mut Ctx<'_, W>,
+    client: &mut Client,
+    entry: &CatalogEntry,
+    table: &Table,
+    method: ReplicationMethod,
+) -> anyhow::Result<()> {
+    let selected = check_columns(entry, table)?;
     match method {
         ReplicationMethod::FullTable => {
             let key = table.resume_key.clone();
             let plan = StreamPlan::new(table, &selected, &key, &ctx.config.values);
-            full_table::sync(ctx, client, &plan, &key).await
+            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE").await
         }
         ReplicationMethod::Incremental => {
             let key = entry
@@ -190,9 +248,7 @@ async fn sync_stream<W: Write>(
             );
             incremental::sync(ctx, client, &plan, &key).await
         }
-        ReplicationMethod::LogBased => {
-            bail!("LOG_BASED replication is not implemented yet (issue #4)")
-        }
+        ReplicationMethod::LogBased => unreachable!("LOG_BASED streams are run by log_based::run"),
     }
 }
 

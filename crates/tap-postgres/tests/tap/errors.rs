@@ -164,22 +164,3 @@ async fn a_closed_stdout_is_a_failure_not_a_success() {
         "{stderr}"
     );
 }
-
-#[tokio::test]
-async fn log_based_is_refused_until_it_is_built() {
-    let db = cluster().create_database().await;
-    db.execute_batch("CREATE TABLE t (id int PRIMARY KEY);")
-        .await;
-    let files = Files::new();
-    let cfg = config(&db, json!({}));
-    let catalog = select(&discover(&files, &cfg), &[("public-t", "LOG_BASED", None)]);
-    let run = sync(&files, &cfg, &catalog, None);
-    assert_eq!(run.output.status.code(), Some(1));
-    assert!(run.lines.is_empty());
-    assert!(
-        run.stderr
-            .contains("LOG_BASED replication is not implemented yet"),
-        "{}",
-        run.stderr
-    );
-}

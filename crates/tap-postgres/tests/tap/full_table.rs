@@ -271,6 +271,7 @@ async fn pipelinewise_state_and_currently_syncing_are_honoured() {
 
 /// Runs `cmd` to completion with stdout discarded and returns its peak RSS
 /// in KiB (wait4's ru_maxrss for that one child).
+#[allow(clippy::zombie_processes)] // reaped with wait4, which std cannot do
 fn peak_rss_kib(mut cmd: std::process::Command) -> i64 {
     let child = cmd
         .stdout(std::process::Stdio::null())
@@ -283,6 +284,8 @@ fn peak_rss_kib(mut cmd: std::process::Command) -> i64 {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
     assert_eq!(status, 0, "the tap failed");
+    // Reaped by wait4 above; forget the handle so nothing waits again.
+    std::mem::forget(child);
     usage.ru_maxrss
 }
 

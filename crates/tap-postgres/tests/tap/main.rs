@@ -8,3 +8,4 @@ mod encodings;
 mod errors;
 mod full_table;
 mod incremental;
+mod log_based;

@@ -1,0 +1,564 @@
+//! LOG_BASED against a real server with wal2json: the exact records of each
+//! kind of change, consecutive runs that neither repeat nor skip, the
+//! slot's confirmed position, stopping on an idle database, and the
+//! prerequisite errors.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use pg_testkit::{cluster, ClusterBuilder, TestDb};
+use serde_json::{json, Value};
+
+use crate::support::{config, discover, select, sync, sync_command, sync_until_killed, Files, Run};
+
+fn log_config(db: &TestDb, slot: &str, extra: Value) -> Value {
+    let mut c = config(
+        db,
+        json!({"replication_slot": slot, "create_replication_slot": true, "logical_poll_total_seconds": 10}),
+    );
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// Records of `run` without the fields that change from run to run.
+fn records(run: &Run) -> Vec<Value> {
+    run.of_type("RECORD")
+        .into_iter()
+        .map(|m| {
+            let mut r = m["record"].clone();
+            let o = r.as_object_mut().unwrap();
+            if o.get("_sdc_deleted_at").is_some_and(|d| !d.is_null()) {
+                o.insert("_sdc_deleted_at".into(), json!("<commit time>"));
+            }
+            o.remove("_sdc_lsn");
+            r
+        })
+        .collect()
+}
+
+/// A JSON number with exactly these digits.
+fn num(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+async fn confirmed_flush(db: &TestDb, slot: &str) -> u64 {
+    let rows = db
+        .query_json(&format!(
+            "SELECT (confirmed_flush_lsn - '0/0')::text AS lsn FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        ))
+        .await;
+    rows[0]["lsn"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn every_kind_of_change_gives_its_exact_record() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE t (id int PRIMARY KEY, n numeric, ts timestamptz, big text, tags int[]);
+         ALTER TABLE t ALTER COLUMN big SET STORAGE EXTERNAL;
+         INSERT INTO t VALUES (1, 1.50, '2024-01-01 00:00:00+00', repeat('x', 5000), '{1,2}');",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_changes", json!({}));
+    let catalog = select(&discover(&files, &cfg), &[("public-t", "LOG_BASED", None)]);
+    let first = sync(&files, &cfg, &catalog, None);
+    assert!(first.output.status.success(), "{}", first.stderr);
+    let big = "x".repeat(5000);
+    assert_eq!(
+        records(&first),
+        [
+            json!({"id": 1, "n": num("1.50"), "ts": "2024-01-01T00:00:00+00:00", "big": big, "tags": [1, 2]})
+        ],
+        "the initial copy"
+    );
+    let state = first.last_state();
+    assert_eq!(
+        state["bookmarks"]["public-t"]["last_replication_method"],
+        "LOG_BASED"
+    );
+    assert!(state["bookmarks"]["public-t"]["lsn"].as_u64().unwrap() > 0);
+
+    db.execute_batch(
+        "INSERT INTO t VALUES (2, 123456789012345678901234567890.123456789, '2024-02-29 10:11:12.5+05:30', 'b', NULL);
+         UPDATE t SET n = 9.99 WHERE id = 1;
+         UPDATE t SET id = 3 WHERE id = 2;
+         DELETE FROM t WHERE id = 3;
+         TRUNCATE t;
+         INSERT INTO t VALUES (4, 'NaN', 'infinity', '', '{}');",
+    )
+    .await;
+    let second = sync(&files, &cfg, &catalog, Some(&state));
+    assert!(second.output.status.success(), "{}", second.stderr);
+    assert_eq!(
+        records(&second),
+        [
+            json!({"id": 2, "n": num("123456789012345678901234567890.123456789"),
+                   "ts": "2024-02-29T04:41:12.5+00:00", "big": "b", "tags": null, "_sdc_deleted_at": null}),
+            // The unchanged TOASTed column is absent, not null.
+            json!({"id": 1, "n": num("9.99"), "ts": "2024-01-01T00:00:00+00:00", "tags": [1, 2], "_sdc_deleted_at": null}),
+            // A key change: the old key deleted, the new row inserted.
+            json!({"id": 2, "_sdc_deleted_at": "<commit time>"}),
+            json!({"id": 3, "n": num("123456789012345678901234567890.123456789"),
+                   "ts": "2024-02-29T04:41:12.5+00:00", "big": "b", "tags": null, "_sdc_deleted_at": null}),
+            json!({"id": 3, "_sdc_deleted_at": "<commit time>"}),
+            // wal2json 2.5 writes NaN as null (see the README).
+            json!({"id": 4, "n": null, "ts": "infinity", "big": "", "tags": [], "_sdc_deleted_at": null}),
+        ]
+    );
+    // Exact digits on the wire, not just after parsing.
+    assert!(second
+        .lines
+        .iter()
+        .any(|l| l.contains(r#""n":123456789012345678901234567890.123456789,"#)));
+    let m = second.messages();
+    let schema = m.iter().find(|x| x["type"] == "SCHEMA").unwrap();
+    assert_eq!(schema["bookmark_properties"], json!(["lsn"]));
+    assert_eq!(
+        schema["schema"]["properties"]["_sdc_lsn"]["type"],
+        json!(["null", "integer"])
+    );
+    assert_eq!(
+        schema["schema"]["properties"]["_sdc_deleted_at"]["format"],
+        "date-time"
+    );
+    // TRUNCATE: a new version, activated, carried by the records after it.
+    let activate = m
+        .iter()
+        .position(|x| x["type"] == "ACTIVATE_VERSION")
+        .expect("ACTIVATE_VERSION for TRUNCATE");
+    let new_version = m[activate]["version"].clone();
+    assert!(new_version.as_i64() > state["bookmarks"]["public-t"]["version"].as_i64());
+    assert_eq!(
+        m.iter().rev().find(|x| x["type"] == "RECORD").unwrap()["version"],
+        new_version
+    );
+    assert_eq!(
+        second.last_state()["bookmarks"]["public-t"]["version"],
+        new_version
+    );
+    // _sdc_deleted_at is the commit time (of the server), and _sdc_lsn increases.
+    let lsns: Vec<u64> = m
+        .iter()
+        .filter(|x| x["type"] == "RECORD")
+        .map(|x| x["record"]["_sdc_lsn"].as_u64().unwrap())
+        .collect();
+    assert!(lsns.windows(2).all(|w| w[0] <= w[1]), "{lsns:?}");
+    let deleted = m
+        .iter()
+        .find(|x| x["type"] == "RECORD" && !x["record"]["_sdc_deleted_at"].is_null())
+        .unwrap();
+    let at = deleted["record"]["_sdc_deleted_at"].as_str().unwrap();
+    let now_row = db
+        .query_json("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d")
+        .await;
+    assert!(
+        at.starts_with(now_row[0]["d"].as_str().unwrap()) && at.ends_with("+00:00"),
+        "{at}"
+    );
+}
+
+#[tokio::test]
+async fn consecutive_runs_neither_repeat_nor_skip_and_confirm_only_the_started_state() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c VALUES (1, 'a');")
+        .await;
+    let files = Files::new();
+    let slot = "s_runs";
+    let cfg = log_config(&db, slot, json!({}));
+    let catalog = select(&discover(&files, &cfg), &[("public-c", "LOG_BASED", None)]);
+    let r1 = sync(&files, &cfg, &catalog, None);
+    let s1 = r1.last_state();
+    db.execute_batch("INSERT INTO c VALUES (2, 'b'); INSERT INTO c VALUES (3, 'c');")
+        .await;
+    let r2 = sync(&files, &cfg, &catalog, Some(&s1));
+    let ids2: Vec<i64> = records(&r2)
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids2, [2, 3]);
+    let s2 = r2.last_state();
+    let lsn1 = s1["bookmarks"]["public-c"]["lsn"].as_u64().unwrap();
+    let lsn2 = s2["bookmarks"]["public-c"]["lsn"].as_u64().unwrap();
+    assert!(lsn2 > lsn1);
+    assert_eq!(
+        confirmed_flush(&db, slot).await,
+        lsn1,
+        "run 2 confirms what run 2 started with"
+    );
+
+    db.execute_batch("UPDATE c SET v = 'B' WHERE id = 2;").await;
+    let r3 = sync(&files, &cfg, &catalog, Some(&s2));
+    assert_eq!(
+        records(&r3),
+        [json!({"id": 2, "v": "B", "_sdc_deleted_at": null})]
+    );
+    assert_eq!(confirmed_flush(&db, slot).await, lsn2);
+
+    // Nothing changed: nothing sent, and the bookmark still moves with the WAL.
+    db.execute_batch("CREATE TABLE unrelated (x int); INSERT INTO unrelated VALUES (1);")
+        .await;
+    let s3 = r3.last_state();
+    let r4 = sync(&files, &cfg, &catalog, Some(&s3));
+    assert!(records(&r4).is_empty());
+    assert!(
+        r4.last_state()["bookmarks"]["public-c"]["lsn"].as_u64()
+            > s3["bookmarks"]["public-c"]["lsn"].as_u64(),
+        "unrelated WAL moves the bookmark, so the slot does not pin it"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_database_ends_within_the_idle_timeout() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE i (id int PRIMARY KEY);")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(
+        &db,
+        "s_idle",
+        json!({"break_at_end_lsn": false, "logical_poll_total_seconds": 2}),
+    );
+    let catalog = select(&discover(&files, &cfg), &[("public-i", "LOG_BASED", None)]);
+    let r1 = sync(&files, &cfg, &catalog, None);
+    let started = Instant::now();
+    let r2 = sync(&files, &cfg, &catalog, Some(&r1.last_state()));
+    let took = started.elapsed();
+    assert!(r2.output.status.success(), "{}", r2.stderr);
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert!(
+        r2.stderr
+            .contains("no change for logical_poll_total_seconds"),
+        "{}",
+        r2.stderr
+    );
+}
+
+#[tokio::test]
+async fn partitions_and_keyless_tables_with_replica_identity_full() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE p (id int, region text, v int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+         CREATE TABLE p_eu PARTITION OF p FOR VALUES IN ('eu');
+         CREATE TABLE p_us PARTITION OF p FOR VALUES IN ('us');
+         CREATE TABLE nk (a int, b text);
+         ALTER TABLE nk REPLICA IDENTITY FULL;",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_part", json!({}));
+    let catalog = select(
+        &discover(&files, &cfg),
+        &[
+            ("public-p", "LOG_BASED", None),
+            ("public-nk", "LOG_BASED", None),
+        ],
+    );
+    let r1 = sync(&files, &cfg, &catalog, None);
+    assert!(r1.output.status.success(), "{}", r1.stderr);
+    db.execute_batch(
+        "INSERT INTO p VALUES (1, 'eu', 1), (2, 'us', 2); UPDATE p SET v = 20 WHERE id = 2;
+         INSERT INTO nk VALUES (1, 'x'); DELETE FROM nk WHERE a = 1;",
+    )
+    .await;
+    let r2 = sync(&files, &cfg, &catalog, Some(&r1.last_state()));
+    assert!(r2.output.status.success(), "{}", r2.stderr);
+    let got: Vec<(String, Value)> = r2
+        .of_type("RECORD")
+        .into_iter()
+        .map(|m| {
+            let mut r = m["record"].clone();
+            r.as_object_mut().unwrap().remove("_sdc_lsn");
+            if !r["_sdc_deleted_at"].is_null() {
+                r["_sdc_deleted_at"] = json!("<t>");
+            }
+            (m["stream"].as_str().unwrap().to_string(), r)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("public-p".to_string(), json!({"id": 1, "region": "eu", "v": 1, "_sdc_deleted_at": null})),
+            ("public-p".to_string(), json!({"id": 2, "region": "us", "v": 2, "_sdc_deleted_at": null})),
+            ("public-p".to_string(), json!({"id": 2, "region": "us", "v": 20, "_sdc_deleted_at": null})),
+            ("public-nk".to_string(), json!({"a": 1, "b": "x", "_sdc_deleted_at": null})),
+            ("public-nk".to_string(), json!({"a": 1, "b": "x", "_sdc_deleted_at": "<t>"})),
+        ],
+        "partition changes come under the parent's stream; a REPLICA IDENTITY FULL delete carries the old row"
+    );
+}
+
+#[tokio::test]
+async fn full_table_and_log_based_give_the_same_json() {
+    let db = cluster().create_database().await;
+    let columns = "id int PRIMARY KEY, i8 bigint, n numeric(40,10), f float8, b bool, t text, c char(3), u uuid,
+        j json, jb jsonb, by bytea, d date, ts timestamp, tz timestamptz, tm time, ttz timetz, iv interval,
+        a int[], ta text[], r int4range, ip inet";
+    let row = "1, 9223372036854775807, 123456789012345678901234567890.0123456789, 0.1, true, E'q\"\\\\\\n\\t', 'ab',
+        'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"a\": [1, 2.50]}', '{\"k\": 1.10}', '\\x00ff', '0044-03-15 BC',
+        '10000-01-01 00:00:00', '2024-02-29 10:11:12.123456+05:30', '24:00:00', '10:11:12.345+03',
+        '1 year 2 mons', '{{1,2},{3,NULL}}', '{\"a b\",NULL,\"\"}', '[1,5)', '10.0.0.1/8'";
+    db.execute_batch(
+        &"CREATE TABLE src (COLS); CREATE TABLE copy_src (COLS); INSERT INTO copy_src VALUES (ROW);"
+            .replace("COLS", columns)
+            .replace("ROW", row),
+    )
+    .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_same", json!({}));
+    let catalog = discover(&files, &cfg);
+    let full = sync(
+        &files,
+        &cfg,
+        &select(&catalog, &[("public-copy_src", "FULL_TABLE", None)]),
+        None,
+    );
+    let log_catalog = select(&catalog, &[("public-src", "LOG_BASED", None)]);
+    let r1 = sync(&files, &cfg, &log_catalog, None);
+    db.execute_batch(&format!("INSERT INTO src VALUES ({row});"))
+        .await;
+    let r2 = sync(&files, &cfg, &log_catalog, Some(&r1.last_state()));
+    let full_record = full.raw_records().remove(0);
+    let log_record = r2.raw_records().remove(0);
+    let cut = log_record.find(r#","_sdc_lsn":"#).unwrap();
+    assert_eq!(format!("{}}}", &log_record[..cut]), full_record);
+}
+
+#[tokio::test]
+async fn a_killed_run_resumes_from_its_last_state_and_loses_nothing() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE k (id int PRIMARY KEY);")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_kill", json!({"state_interval_rows": 50}));
+    let catalog = select(&discover(&files, &cfg), &[("public-k", "LOG_BASED", None)]);
+    let r1 = sync(&files, &cfg, &catalog, None);
+    db.execute_batch(
+        "DO $$ BEGIN FOR i IN 1..1000 LOOP INSERT INTO k VALUES (i); COMMIT; END LOOP; END $$;",
+    )
+    .await;
+    let mut states = 0;
+    let lines = sync_until_killed(
+        sync_command(&files, &cfg, &catalog, Some(&r1.last_state())),
+        |m| {
+            if m["type"] == "STATE" {
+                states += 1;
+            }
+            states == 3
+        },
+    );
+    let first: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let state = first.last().unwrap()["value"].clone();
+    let ids = |m: &[Value]| -> Vec<i64> {
+        m.iter()
+            .filter(|x| x["type"] == "RECORD")
+            .map(|x| x["record"]["id"].as_i64().unwrap())
+            .collect()
+    };
+    let done = ids(&first);
+    assert!(done.len() >= 100 && done.len() < 1000, "{}", done.len());
+    let second = sync(&files, &cfg, &catalog, Some(&state));
+    assert!(second.output.status.success(), "{}", second.stderr);
+    let rest = ids(&second.messages());
+    let covered_by_state: BTreeSet<i64> = first
+        .iter()
+        .filter(|x| {
+            x["type"] == "RECORD"
+                && x["record"]["_sdc_lsn"].as_u64()
+                    <= state["bookmarks"]["public-k"]["lsn"].as_u64()
+        })
+        .map(|x| x["record"]["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        rest.iter().all(|id| !covered_by_state.contains(id)),
+        "nothing the state covers is repeated"
+    );
+    let all: BTreeSet<i64> = done.into_iter().chain(rest).collect();
+    assert_eq!(all, (1..=1000).collect(), "nothing is lost");
+}
+
+#[tokio::test]
+async fn prerequisites_are_checked_and_explained() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE nokey (a int); CREATE TABLE ok (id int PRIMARY KEY);")
+        .await;
+    let files = Files::new();
+    // The slot is missing: the exact statement to run.
+    let cfg = config(&db, json!({"replication_slot": "missing_slot"}));
+    let catalog = discover(&files, &cfg);
+    let ok = select(&catalog, &[("public-ok", "LOG_BASED", None)]);
+    let run = sync(&files, &cfg, &ok, None);
+    assert_eq!(run.output.status.code(), Some(1));
+    assert!(
+        run.stderr
+            .contains("replication slot \"missing_slot\" does not exist")
+            && run
+                .stderr
+                .contains("SELECT pg_create_logical_replication_slot('missing_slot', 'wal2json');"),
+        "{}",
+        run.stderr
+    );
+    // Default slot names, as the peers: macrometa_<db> first.
+    let cfg = config(&db, json!({}));
+    let run = sync(&files, &cfg, &ok, None);
+    assert!(
+        run.stderr.contains(&format!("\"macrometa_{}\"", db.name())),
+        "{}",
+        run.stderr
+    );
+    // A slot of another plugin.
+    db.execute_batch("SELECT pg_create_logical_replication_slot('other_plugin', 'test_decoding');")
+        .await;
+    let cfg = config(&db, json!({"replication_slot": "other_plugin"}));
+    let run = sync(&files, &cfg, &ok, None);
+    assert!(
+        run.stderr
+            .contains("uses the plugin \"test_decoding\", not wal2json"),
+        "{}",
+        run.stderr
+    );
+    // A table whose updates and deletes cannot be captured.
+    let cfg = config(
+        &db,
+        json!({"replication_slot": "s_pre", "create_replication_slot": true}),
+    );
+    let nokey = select(&catalog, &[("public-nokey", "LOG_BASED", None)]);
+    let run = sync(&files, &cfg, &nokey, None);
+    assert_eq!(run.output.status.code(), Some(1));
+    assert!(
+        run.stderr
+            .contains("has neither a primary key nor REPLICA IDENTITY FULL"),
+        "{}",
+        run.stderr
+    );
+    let mut allow = cfg.clone();
+    allow["allow_tables_without_identity"] = json!(true);
+    let run = sync(&files, &allow, &nokey, None);
+    assert!(run.output.status.success(), "{}", run.stderr);
+    assert!(run.stderr.contains("inserts only"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn wal_level_not_logical_is_explained() {
+    let custom = ClusterBuilder::new()
+        .setting("wal_level", "replica")
+        .start();
+    let client = custom.client().await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let files = Files::new();
+    let cfg = json!({"host": custom.host(), "port": custom.port(), "user": custom.user(),
+        "password": custom.password(), "dbname": "postgres"});
+    let catalog = select(&discover(&files, &cfg), &[("public-t", "LOG_BASED", None)]);
+    let run = sync(&files, &cfg, &catalog, None);
+    assert_eq!(run.output.status.code(), Some(1));
+    assert!(
+        run.stderr.contains(
+            "wal_level is \"replica\": LOG_BASED needs `wal_level = logical` in postgresql.conf"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_column_added_while_streaming_gets_a_schema_first() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE g (id int PRIMARY KEY, a text);")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(
+        &db,
+        "s_grow",
+        json!({"break_at_end_lsn": false, "logical_poll_total_seconds": 20}),
+    );
+    let catalog = select(&discover(&files, &cfg), &[("public-g", "LOG_BASED", None)]);
+    let r1 = sync(&files, &cfg, &catalog, None);
+    let mut child = sync_command(&files, &cfg, &catalog, Some(&r1.last_state()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait for the streaming SCHEMA, then change the table under the running tap.
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["type"], "SCHEMA");
+    assert!(first["schema"]["properties"].get("extra").is_none());
+    db.execute_batch("INSERT INTO g VALUES (1, 'before');")
+        .await;
+    db.execute_batch(
+        "ALTER TABLE g ADD COLUMN extra numeric(5,2); INSERT INTO g VALUES (2, 'after', 1.25);",
+    )
+    .await;
+    let mut seen = Vec::new();
+    for line in lines {
+        let m: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let done = m["type"] == "RECORD" && m["record"]["id"] == 2;
+        seen.push(m);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kinds: Vec<(String, Value)> = seen
+        .iter()
+        .filter(|m| m["type"] != "STATE")
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap().to_string(),
+                m["record"]["id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("RECORD".to_string(), json!(1)),
+            ("SCHEMA".to_string(), Value::Null),
+            ("RECORD".to_string(), json!(2)),
+        ]
+    );
+    let schema = seen.iter().find(|m| m["type"] == "SCHEMA").unwrap();
+    assert_eq!(
+        schema["schema"]["properties"]["extra"],
+        json!({"type": ["null", "number", "string"], "x-sql-datatype": "numeric(5,2)"})
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(last["record"]["extra"], num("1.25"));
+}
+
+#[tokio::test]
+async fn a_column_added_between_runs_is_streamed() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE h (id int PRIMARY KEY);")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_between", json!({}));
+    let catalog = select(&discover(&files, &cfg), &[("public-h", "LOG_BASED", None)]);
+    let r1 = sync(&files, &cfg, &catalog, None);
+    db.execute_batch("ALTER TABLE h ADD COLUMN note text; INSERT INTO h VALUES (1, 'n');")
+        .await;
+    let r2 = sync(&files, &cfg, &catalog, Some(&r1.last_state()));
+    assert!(r2.output.status.success(), "{}", r2.stderr);
+    assert_eq!(
+        records(&r2),
+        [json!({"id": 1, "note": "n", "_sdc_deleted_at": null})]
+    );
+    assert!(r2.of_type("SCHEMA")[0]["schema"]["properties"]
+        .get("note")
+        .is_some());
+}
