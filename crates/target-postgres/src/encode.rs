@@ -25,6 +25,7 @@
 //! only after every value has been encoded).
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, Deserializer as _, MapAccess, Visitor};
@@ -219,7 +220,7 @@ impl RowEncoder {
             let start = self.scratch.len() as u32;
             match (m, text, meta.version) {
                 (Meta::TableVersion, _, Some(v)) => {
-                    self.scratch.extend_from_slice(v.to_string().as_bytes());
+                    let _ = write!(self.scratch, "{v}");
                 }
                 (_, Some(t), _) => self.scratch.extend_from_slice(t.as_bytes()),
                 _ => {
@@ -251,7 +252,7 @@ impl RowEncoder {
             .deleted_at
             .is_some_and(|i| self.slots[i].0 != NULL && self.slots[i].0 != ABSENT);
         if let Some(seq) = seq {
-            out.extend_from_slice(seq.to_string().as_bytes());
+            let _ = write!(out, "{seq}");
             out.push(b'\t');
             if has_absent {
                 out.extend(
