@@ -44,3 +44,86 @@ pub fn texts(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// What a `tap | target` pipeline did.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The tap's exit status.
+    pub tap: std::process::ExitStatus,
+    /// The target's exit status.
+    pub target: std::process::ExitStatus,
+    /// The target's stdout: one state per line.
+    pub states: Vec<String>,
+    /// The tap's stderr.
+    pub tap_stderr: String,
+    /// The target's stderr.
+    pub target_stderr: String,
+}
+
+impl Pipeline {
+    /// Panics with both stderrs unless both sides exited 0.
+    pub fn assert_success(&self) {
+        assert!(
+            self.tap.success() && self.target.success(),
+            "tap: {}\n{}\ntarget: {}\n{}",
+            self.tap,
+            self.tap_stderr,
+            self.target,
+            self.target_stderr
+        );
+    }
+
+    /// The last state the target printed, parsed.
+    pub fn last_state(&self) -> serde_json::Value {
+        serde_json::from_str(self.states.last().expect("a state")).expect("state is JSON")
+    }
+}
+
+/// Runs `tap-postgres <tap_args> | target-postgres <target_args>` for real.
+pub fn pipe(tap_args: &[&Path], target_args: &[&Path]) -> Pipeline {
+    let mut tap = Command::new(bin("tap-postgres"));
+    for (i, p) in tap_args.iter().enumerate() {
+        tap.arg(["--config", "--catalog", "--state"][i]).arg(p);
+    }
+    let mut tap = tap
+        .env_remove("LOG_LEVEL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tap starts");
+    let mut target = Command::new(bin("target-postgres"));
+    target.arg("--config").arg(target_args[0]);
+    let target = target
+        .env_remove("LOG_LEVEL")
+        .stdin(Stdio::from(tap.stdout.take().expect("tap stdout")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("target starts");
+    let tap_err = tap.stderr.take().expect("tap stderr");
+    let tap_stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(tap_err), &mut s);
+        s
+    });
+    let target_out = target.wait_with_output().expect("target runs");
+    let tap_status = tap.wait().expect("tap runs");
+    Pipeline {
+        tap: tap_status,
+        target: target_out.status,
+        states: String::from_utf8_lossy(&target_out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        tap_stderr: tap_stderr.join().unwrap_or_default(),
+        target_stderr: String::from_utf8_lossy(&target_out.stderr).into_owned(),
+    }
+}
+
+/// Writes `value` as JSON into `dir/name` and returns the path.
+pub fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_string_pretty(value).expect("JSON")).expect("write");
+    p
+}

@@ -465,15 +465,33 @@ pub async fn run<W: Write>(
         None
     };
     let tables = add_tables.join(",");
-    let options = [
+    let mut options = vec![
         ("format-version", "2"),
         ("include-transaction", "1"),
         ("include-timestamp", "1"),
         ("include-lsn", "1"),
         ("include-types", "0"),
         ("add-tables", tables.as_str()),
+        // Newer wal2json writes numbers as strings with this, NaN and
+        // Infinity included; 2.5 (Debian's) does not know it and writes
+        // them as null. Asked for, and dropped when refused.
+        ("numeric-data-types-as-string", "1"),
     ];
-    let mut stream = rc.start_replication(&slot, start, &options).await?;
+    let mut stream = match rc.start_replication(&slot, start, &options).await {
+        Ok(s) => s,
+        Err(e) if e.to_string().contains("numeric-data-types-as-string") => {
+            tracing::info!(
+                "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
+                 float and numeric columns arrive as null in LOG_BASED records"
+            );
+            options.pop();
+            ReplicationClient::connect(&conn, &gucs)
+                .await?
+                .start_replication(&slot, start, &options)
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     if confirm != Lsn::INVALID {
         stream.confirm(confirm);
     }

@@ -112,20 +112,28 @@ pub fn upsert(
         sql.push_str(&format!(
             "s0 AS (SELECT *, {last_delete} AS ld FROM {stage}), "
         ));
-        let mut agg = vec![
+        // Per key, per column: the newest value among the records that
+        // carry the column. A window's first_value works for every type
+        // (array_agg(...)[1] would take an array column's first element).
+        let by_key = format!("PARTITION BY {keys_s}");
+        let mut cols = vec![
             keys_s.clone(),
-            format!("(array_agg({} ORDER BY seq DESC))[1] AS del", deleted("s0")),
-            "bool_or(ld IS NOT NULL) AS reset".to_owned(),
+            format!(
+                "first_value({}) OVER ({by_key} ORDER BY seq DESC) AS del",
+                deleted("s0")
+            ),
+            format!("bool_or(ld IS NOT NULL) OVER ({by_key}) AS reset"),
         ];
         for &i in &non_key {
-            agg.push(format!(
-                "(array_agg(c{i} ORDER BY seq DESC) FILTER (WHERE {p}))[1] AS c{i}, bool_or({p}) AS p{i}",
+            cols.push(format!(
+                "first_value(c{i}) OVER ({by_key} ORDER BY {p} DESC, seq DESC) AS c{i}, \
+                 bool_or({p}) OVER ({by_key}) AS p{i}",
                 p = present(i)
             ));
         }
         sql.push_str(&format!(
-            "s AS (SELECT {} FROM s0 WHERE ld IS NULL OR seq >= ld GROUP BY {keys_s})",
-            agg.join(", ")
+            "s AS (SELECT DISTINCT ON ({keys_s}) {} FROM s0 WHERE ld IS NULL OR seq >= ld ORDER BY {keys_s})",
+            cols.join(", ")
         ));
         let cols: Vec<String> = (0..shape.columns.len())
             .map(|i| {
