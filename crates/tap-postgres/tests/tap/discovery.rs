@@ -194,3 +194,31 @@ async fn discovery_of_2000_tables_takes_seconds_not_minutes() {
     );
     eprintln!("discovery of 2000 tables: {took:?}");
 }
+
+#[tokio::test]
+async fn discover_accepts_and_ignores_state_as_meltano_passes_it() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE t (id int PRIMARY KEY);")
+        .await;
+    let files = Files::new();
+    let cfg = files.write("config.json", &config(&db, json!({})));
+    let state = files.write(
+        "state.json",
+        &json!({"bookmarks": {"public-t": {"replication_key_value": 1}}}),
+    );
+    let out = crate::support::tap()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--state")
+        .arg(&state)
+        .arg("--discover")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let catalog: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(catalog["streams"][0]["tap_stream_id"], "public-t");
+}

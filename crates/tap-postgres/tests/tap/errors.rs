@@ -164,3 +164,81 @@ async fn a_closed_stdout_is_a_failure_not_a_success() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_lost_connection_names_the_stream() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE lost (id int PRIMARY KEY, v text);
+         INSERT INTO lost SELECT i, repeat('x', 200) FROM generate_series(1, 200000) i;",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({"application_name": "tap-under-test"}));
+    let catalog = select(
+        &discover(&files, &cfg),
+        &[("public-lost", "FULL_TABLE", None)],
+    );
+    let mut child = sync_command(&files, &cfg, &catalog, None)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    // Read until records flow, then stop reading: the tap blocks mid-copy.
+    let mut line = String::new();
+    while !line.contains(r#""type":"RECORD""#) {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+    }
+    db.execute_batch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tap-under-test'",
+    )
+    .await;
+    // Drain stdout so the tap can notice.
+    std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let critical = stderr
+        .lines()
+        .find(|l| l.starts_with("CRITICAL"))
+        .unwrap_or_default();
+    assert!(
+        critical.starts_with("CRITICAL stream public-lost: "),
+        "{stderr}"
+    );
+    assert!(critical.contains("terminat"), "{critical}");
+}
+
+#[tokio::test]
+async fn reads_go_to_the_secondary_with_use_secondary() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE r (id int PRIMARY KEY); INSERT INTO r VALUES (1), (2);")
+        .await;
+    let files = Files::new();
+    // The "primary" is unreachable; every FULL_TABLE read must use the secondary.
+    let cfg = config(
+        &db,
+        json!({"use_secondary": "true", "secondary_host": db.host(), "secondary_port": db.port(),
+               "host": "127.0.0.1", "port": 1, "connect_timeout": 3}),
+    );
+    let catalog = select(&discover(&files, &cfg), &[("public-r", "FULL_TABLE", None)]);
+    let run = sync(&files, &cfg, &catalog, None);
+    assert!(run.output.status.success(), "{}", run.stderr);
+    assert_eq!(run.raw_records(), [r#"{"id":1}"#, r#"{"id":2}"#]);
+    // Without it, the unreachable primary is a clear error.
+    let mut direct = cfg.clone();
+    direct["use_secondary"] = json!(false);
+    let run = sync(&files, &direct, &catalog, None);
+    assert_eq!(run.output.status.code(), Some(1));
+    assert!(
+        run.stderr
+            .contains("CRITICAL cannot connect to 127.0.0.1:1/"),
+        "{}",
+        run.stderr
+    );
+}

@@ -562,3 +562,54 @@ async fn a_column_added_between_runs_is_streamed() {
         .get("note")
         .is_some());
 }
+
+#[tokio::test]
+async fn a_slot_active_in_another_session_is_explained() {
+    use std::process::Stdio;
+
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE a (id int PRIMARY KEY);")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_active", json!({}));
+    let catalog = select(&discover(&files, &cfg), &[("public-a", "LOG_BASED", None)]);
+    let first = sync(&files, &cfg, &catalog, None);
+    // A long-running tap holds the slot...
+    let holder_files = Files::new();
+    let long = log_config(
+        &db,
+        "s_active",
+        json!({"break_at_end_lsn": false, "logical_poll_total_seconds": 30}),
+    );
+    let mut holder = sync_command(&holder_files, &long, &catalog, Some(&first.last_state()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let active = db
+            .query_json("SELECT active FROM pg_replication_slots WHERE slot_name = 's_active'")
+            .await;
+        if active[0]["active"] == json!(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first tap never took the slot"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...so a second one is told why it cannot run.
+    let second = sync(&files, &cfg, &catalog, Some(&first.last_state()));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(second.output.status.code(), Some(1));
+    assert!(
+        second
+            .stderr
+            .contains("replication slot \"s_active\" is active in another session (pid"),
+        "{}",
+        second.stderr
+    );
+}
