@@ -127,3 +127,100 @@ pub fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> PathBuf 
     std::fs::write(&p, serde_json::to_string_pretty(value).expect("JSON")).expect("write");
     p
 }
+
+/// Runs `tap-postgres --config <tap_config> --discover` and returns the
+/// catalog.
+///
+/// # Panics
+/// If discovery fails (with its stderr).
+pub fn discover(tap_config: &Path) -> serde_json::Value {
+    let out = Command::new(bin("tap-postgres"))
+        .arg("--config")
+        .arg(tap_config)
+        .arg("--discover")
+        .env_remove("LOG_LEVEL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("tap runs");
+    assert!(
+        out.status.success(),
+        "discovery failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the catalog is JSON")
+}
+
+/// A catalog of `streams` (tap stream id, replication method, replication
+/// key) taken from `catalog`, each selected with its method and key in the
+/// stream metadata.
+///
+/// # Panics
+/// If a stream is not in `catalog`.
+pub fn select(
+    catalog: &serde_json::Value,
+    streams: &[(&str, &str, Option<&str>)],
+) -> serde_json::Value {
+    let mut out = Vec::new();
+    for (id, method, key) in streams {
+        let mut s = catalog["streams"]
+            .as_array()
+            .expect("streams")
+            .iter()
+            .find(|s| s["tap_stream_id"] == *id)
+            .unwrap_or_else(|| panic!("{id} is not in the catalog"))
+            .clone();
+        let md = s["metadata"]
+            .as_array_mut()
+            .expect("metadata")
+            .iter_mut()
+            .find(|m| m["breadcrumb"].as_array().is_some_and(Vec::is_empty))
+            .expect("stream metadata");
+        let md = &mut md["metadata"];
+        md["selected"] = serde_json::json!(true);
+        md["replication-method"] = serde_json::json!(method);
+        if let Some(k) = key {
+            md["replication-key"] = serde_json::json!(k);
+        }
+        out.push(s);
+    }
+    serde_json::json!({ "streams": out })
+}
+
+/// Each row's text form (`t::text`), in the order of `select`, on `db`.
+pub async fn rows(db: &pg_testkit::TestDb, select: &str) -> Vec<String> {
+    db.query_json(&format!("SELECT t::text AS row FROM ({select}) t"))
+        .await
+        .into_iter()
+        .map(|r| r["row"].as_str().expect("text").to_string())
+        .collect()
+}
+
+/// Panics with the query and the first differing row unless `select` gives
+/// the same rows on `target` as `source_select` on `source`.
+pub async fn assert_same_rows(
+    source: &pg_testkit::TestDb,
+    source_select: &str,
+    target: &pg_testkit::TestDb,
+    target_select: &str,
+) {
+    let s = rows(source, source_select).await;
+    let t = rows(target, target_select).await;
+    if let Some((i, (a, b))) = t.iter().zip(&s).enumerate().find(|(_, (a, b))| a != b) {
+        panic!("{target_select}: row {i} differs:\n target {a}\n source {b}");
+    }
+    assert_eq!(
+        t.len(),
+        s.len(),
+        "{target_select}: {} rows in the target, {} in the source",
+        t.len(),
+        s.len()
+    );
+}
+
+/// The workspace's root directory (`examples/`, `schemas/`, `target/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
