@@ -19,11 +19,11 @@ use std::io::Write;
 
 use serde_json::{Map, Value};
 use singer::{Metric, TimeExtracted};
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::Client;
 
 use crate::read::{bind_values, copy_lines};
 use crate::rows::{RowEncoder, StreamPlan};
-use crate::sync::{now_version, Ctx};
+use crate::sync::{now_version, snapshot, Ctx};
 
 /// Bookmark key holding the key of the last row written (as tap-mysql).
 pub const LAST_PK_FETCHED: &str = "last_pk_fetched";
@@ -67,32 +67,12 @@ pub async fn sync<W: Write>(
     b.set_last_replication_method(method);
     b.set_version(version);
     ctx.emit_state()?;
-    let columns: Vec<&str> = plan.record_columns().map(|c| c.name.as_str()).collect();
-    ctx.writer.write_schema(
-        &id,
-        &crate::discovery::stream_schema(
-            &plan.table,
-            &plan.record_columns().collect::<Vec<_>>(),
-            &ctx.config.values,
-        ),
-        &plan
-            .table
-            .primary_key
-            .iter()
-            .filter(|k| columns.contains(&k.as_str()))
-            .collect::<Vec<_>>(),
-        &[] as &[&str],
-    )?;
+    ctx.write_schema(plan, &[])?;
     if first_ever {
         ctx.writer.write_activate_version(&id, version)?;
     }
 
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot(client).await?;
     let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
     let select = plan.select_list();
     let key_positions: Vec<usize> = key

@@ -17,12 +17,12 @@
 use std::io::Write;
 
 use singer::{Metric, TimeExtracted};
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::Client;
 
 use crate::full_table::report_replaced;
 use crate::read::{bind_values, copy_lines};
 use crate::rows::{RowEncoder, StreamPlan};
-use crate::sync::{now_version, Ctx};
+use crate::sync::{now_version, snapshot, Ctx};
 
 /// Reads the rows past the bookmark.
 pub async fn sync<W: Write>(
@@ -57,27 +57,10 @@ pub async fn sync<W: Write>(
     b.set_replication_key(key);
     b.set_version(version);
     ctx.emit_state()?;
-    let record_columns: Vec<_> = plan.record_columns().collect();
-    let names: Vec<&str> = record_columns.iter().map(|c| c.name.as_str()).collect();
-    ctx.writer.write_schema(
-        &id,
-        &crate::discovery::stream_schema(&plan.table, &record_columns, &ctx.config.values),
-        &plan
-            .table
-            .primary_key
-            .iter()
-            .filter(|k| names.contains(&k.as_str()))
-            .collect::<Vec<_>>(),
-        &[key],
-    )?;
+    ctx.write_schema(plan, &[key])?;
     ctx.writer.write_activate_version(&id, version)?;
 
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot(client).await?;
     let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
     let k = pg::quote_ident(key);
     let lower = match &start {

@@ -18,7 +18,7 @@ use std::io::Write;
 use anyhow::{anyhow, bail, Context as _};
 use singer::catalog::ReplicationMethod;
 use singer::{Catalog, CatalogEntry, MessageWriter, State};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use crate::config::TapConfig;
 use crate::discovery::{discover, Filter, Table};
@@ -43,6 +43,37 @@ impl<W: Write> Ctx<'_, W> {
         self.writer.write_state(&self.state)?;
         Ok(())
     }
+
+    /// Writes the SCHEMA of `plan`'s record columns; key properties are the
+    /// primary key columns among them.
+    pub fn write_schema(
+        &mut self,
+        plan: &StreamPlan,
+        bookmark_properties: &[&str],
+    ) -> anyhow::Result<()> {
+        let columns: Vec<&crate::discovery::Column> = plan.record_columns().collect();
+        let key: Vec<&String> = plan
+            .table
+            .primary_key
+            .iter()
+            .filter(|k| columns.iter().any(|c| &c.name == *k))
+            .collect();
+        let schema = crate::discovery::stream_schema(&plan.table, &columns, &self.config.values);
+        self.writer
+            .write_schema(&plan.stream, &schema, &key, bookmark_properties)?;
+        Ok(())
+    }
+}
+
+/// Starts the read-only REPEATABLE READ transaction a stream is read in:
+/// one snapshot for the whole read.
+pub async fn snapshot(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
 }
 
 /// Opens a reading connection to `dbname` with the session settings the
