@@ -59,11 +59,13 @@ use std::sync::OnceLock;
 mod builder;
 mod cluster;
 mod install;
+mod pki;
 mod server;
 mod testdb;
 
 pub use builder::ClusterBuilder;
 pub use cluster::Cluster;
+pub use pki::TestPki;
 pub use testdb::TestDb;
 
 /// The cluster shared by all tests of this process, started on first call

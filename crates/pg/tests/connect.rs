@@ -2,12 +2,10 @@
 //! cluster serving a certificate made here), client certificates, and the
 //! errors for a wrong password, an unreachable port and a wrong host name.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pg::{ConnectionConfig, ErrorKind};
-use pg_testkit::{cluster, Cluster, ClusterBuilder};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use pg_testkit::{cluster, Cluster, ClusterBuilder, TestPki};
 use serde_json::{json, Value};
 
 fn config(v: Value) -> ConnectionConfig {
@@ -111,72 +109,6 @@ async fn wrong_password_is_an_auth_error_without_the_password() {
     pg::connect(&config(v)).await.unwrap();
 }
 
-/// A CA, a server certificate for `localhost` only, and a client
-/// certificate for the role `postgres`, as PEM files in a directory the
-/// server's OS user can read.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "pg-tests CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-
-        let server_key = KeyPair::generate().unwrap();
-        let mut server_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let server = server_params.signed_by(&server_key, &ca).unwrap();
-
-        let client_key = KeyPair::generate().unwrap();
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        client_params
-            .distinguished_name
-            .push(DnType::CommonName, "postgres");
-        let client = client_params.signed_by(&client_key, &ca).unwrap();
-
-        let pki = Pki {
-            dir,
-            ca_pem: ca.pem(),
-        };
-        pki.write("ca.pem", &pki.ca_pem);
-        pki.write("server.pem", &server.pem());
-        pki.write("server.key", &server_key.serialize_pem());
-        pki.write("client.pem", &client.pem());
-        pki.write("client.key", &client_key.serialize_pem());
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-
-    fn start_cluster(&self, hba: Option<&str>) -> Cluster {
-        let mut b = ClusterBuilder::new()
-            .tls(self.path("server.pem"), self.path("server.key"))
-            .setting("ssl_ca_file", self.path("ca.pem").to_str().unwrap());
-        if let Some(line) = hba {
-            b = b.hba(line);
-        }
-        b.start()
-    }
-}
-
 fn tls_config(c: &Cluster, host: &str, extra: Value) -> ConnectionConfig {
     let mut v = json!({"host": host, "port": c.port(), "user": "postgres",
         "password": c.password(), "dbname": "postgres"});
@@ -192,8 +124,8 @@ fn path_str(p: &Path) -> String {
 
 #[tokio::test]
 async fn every_sslmode_against_a_tls_server() {
-    let pki = Pki::new();
-    let server = pki.start_cluster(None);
+    let pki = TestPki::new("postgres");
+    let server = pki.start_cluster(&[]);
 
     // prefer and require encrypt without checking the certificate.
     for mode in ["prefer", "require"] {
@@ -240,7 +172,7 @@ async fn every_sslmode_against_a_tls_server() {
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
 
     // verify-ca rejects a certificate from another CA.
-    let other = Pki::new();
+    let other = TestPki::new("postgres");
     let err = pg::connect(&tls_config(
         &server,
         "localhost",
@@ -268,11 +200,11 @@ async fn every_sslmode_against_a_tls_server() {
 
 #[tokio::test]
 async fn client_certificate_authentication_inline_and_by_path() {
-    let pki = Pki::new();
-    let server = pki.start_cluster(Some("hostssl all all 127.0.0.1/32 cert"));
+    let pki = TestPki::new("postgres");
+    let server = pki.start_cluster(&["hostssl all all 127.0.0.1/32 cert"]);
 
     // Macrometa style: every PEM inline.
-    let read = |n: &str| std::fs::read_to_string(pki.path(n)).unwrap();
+    let read = |n: &str| pki.read(n);
     let c = pg::connect(&tls_config(
         &server,
         "localhost",

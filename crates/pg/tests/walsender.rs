@@ -3,13 +3,11 @@
 //! while the consumer stalls, exported snapshots, every authentication
 //! method, TLS, and the errors for a missing or busy slot.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use pg::walsender::{Lsn, ReplicationClient, ReplicationEvent, ReplicationStream, SlotSnapshot};
 use pg::{ConnectionConfig, ErrorKind};
-use pg_testkit::{cluster, Cluster, ClusterBuilder, TestDb};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use pg_testkit::{cluster, ClusterBuilder, TestDb, TestPki};
 use serde_json::{json, Value};
 
 /// The session settings the tap uses.
@@ -455,78 +453,14 @@ async fn every_password_method_and_a_wrong_password() {
     );
 }
 
-/// A CA, a server certificate for `localhost` and a client certificate for
-/// the role `cert_role`, as PEM files the server's OS user can read.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "walsender-tests CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let cert = params.signed_by(&key, &ca).unwrap();
-        let client_key = KeyPair::generate().unwrap();
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        client_params
-            .distinguished_name
-            .push(DnType::CommonName, "cert_role");
-        let client = client_params.signed_by(&client_key, &ca).unwrap();
-        let pki = Pki {
-            dir,
-            ca_pem: ca.pem(),
-        };
-        pki.write("ca.pem", &pki.ca_pem);
-        pki.write("server.pem", &cert.pem());
-        pki.write("server.key", &key.serialize_pem());
-        pki.write("client.pem", &client.pem());
-        pki.write("client.key", &client_key.serialize_pem());
-        pki
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).unwrap()
-    }
-
-    /// TLS for everyone; `cert_role` must present its certificate.
-    fn start_cluster(&self) -> Cluster {
-        ClusterBuilder::new()
-            .tls(
-                self.dir.path().join("server.pem"),
-                self.dir.path().join("server.key"),
-            )
-            .setting(
-                "ssl_ca_file",
-                self.dir.path().join("ca.pem").to_str().unwrap(),
-            )
-            .hba("hostssl all cert_role 127.0.0.1/32 cert")
-            .hba("host all all 127.0.0.1/32 trust")
-            .start()
-    }
-}
-
 #[tokio::test]
 async fn streams_over_tls_and_authenticates_by_client_certificate() {
-    let pki = Pki::new();
-    let server = pki.start_cluster();
+    let pki = TestPki::new("cert_role");
+    // TLS for everyone; cert_role must present its certificate.
+    let server = pki.start_cluster(&[
+        "hostssl all cert_role 127.0.0.1/32 cert",
+        "host all all 127.0.0.1/32 trust",
+    ]);
     server
         .execute_batch(
             "CREATE TABLE t (id int PRIMARY KEY, name text);
