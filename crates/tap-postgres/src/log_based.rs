@@ -58,6 +58,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use pg::walsender::{Lsn, ReplicationClient, ReplicationEvent};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use singer::{CatalogEntry, Metric, TimeExtracted};
 use tokio_postgres::Client;
@@ -100,6 +101,9 @@ pub struct LogConfig {
     pub allow_without_identity: bool,
 }
 
+/// One wal2json format-version 2 message, borrowed from the message bytes:
+/// values stay raw JSON text until they are encoded (numbers are never read
+/// into a float, and nothing is allocated per value that has no escape).
 #[derive(Deserialize)]
 struct WalMessage<'a> {
     action: &'a str,
@@ -109,20 +113,22 @@ struct WalMessage<'a> {
     lsn: Option<&'a str>,
     #[serde(default)]
     nextlsn: Option<&'a str>,
-    #[serde(default)]
-    schema: Option<String>,
-    #[serde(default)]
-    table: Option<String>,
-    #[serde(default)]
-    columns: Vec<WalColumn>,
-    #[serde(default)]
-    identity: Vec<WalColumn>,
+    #[serde(default, borrow)]
+    schema: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    table: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    columns: Vec<WalColumn<'a>>,
+    #[serde(default, borrow)]
+    identity: Vec<WalColumn<'a>>,
 }
 
 #[derive(Deserialize)]
-struct WalColumn {
-    name: String,
-    value: Value,
+struct WalColumn<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    value: &'a RawValue,
 }
 
 /// Per stream, what streaming needs.
@@ -130,7 +136,8 @@ struct Live {
     id: String,
     table: Table,
     selected: Vec<String>,
-    encoders: HashMap<String, Encoder>,
+    /// Every column of the table, with whether it is streamed.
+    encoders: HashMap<String, (Encoder, bool)>,
     version: i64,
     records: u64,
 }
@@ -146,7 +153,13 @@ impl Live {
         let encoders = table
             .columns
             .iter()
-            .map(|c| (c.name.clone(), Encoder::new(c.kind.clone(), *ctx_values)))
+            .map(|c| {
+                let streamed = selected.contains(&c.name);
+                (
+                    c.name.clone(),
+                    (Encoder::new(c.kind.clone(), *ctx_values), streamed),
+                )
+            })
             .collect();
         Live {
             id,
@@ -377,7 +390,7 @@ pub async fn run<W: Write>(
 
     // Streaming.
     let mut live: Vec<Live> = Vec::new();
-    let mut by_table: HashMap<(String, String), usize> = HashMap::new();
+    let mut by_table: HashMap<String, HashMap<String, usize>> = HashMap::new();
     let mut add_tables = Vec::new();
     for s in &streams {
         let id = s.entry.tap_stream_id.clone();
@@ -390,7 +403,10 @@ pub async fn run<W: Write>(
             }
         };
         let i = live.len();
-        by_table.insert((s.table.schema.clone(), s.table.name.clone()), i);
+        by_table
+            .entry(s.table.schema.clone())
+            .or_default()
+            .insert(s.table.name.clone(), i);
         add_tables.push(wal2json_table(&s.table.schema, &s.table.name));
         if s.table.relkind == crate::discovery::RelKind::Partitioned {
             for row in primary
@@ -403,7 +419,7 @@ pub async fn run<W: Write>(
             {
                 let (schema, name): (String, String) = (row.get(0), row.get(1));
                 add_tables.push(wal2json_table(&schema, &name));
-                by_table.insert((schema, name), i);
+                by_table.entry(schema).or_default().insert(name, i);
             }
         }
         live.push(Live::new(
@@ -600,11 +616,10 @@ pub async fn run<W: Write>(
                     }
                     "I" | "U" | "D" | "T" => {
                         let Some(txn) = &in_txn else { continue };
-                        let key = (
-                            msg.schema.clone().unwrap_or_default(),
-                            msg.table.clone().unwrap_or_default(),
-                        );
-                        let Some(&i) = by_table.get(&key) else {
+                        let found = by_table
+                            .get(msg.schema.as_deref().unwrap_or_default())
+                            .and_then(|t| t.get(msg.table.as_deref().unwrap_or_default()));
+                        let Some(&i) = found else {
                             continue;
                         };
                         let id = live[i].id.clone();
@@ -620,7 +635,7 @@ pub async fn run<W: Write>(
                         if msg
                             .columns
                             .iter()
-                            .any(|c| !live[i].encoders.contains_key(&c.name))
+                            .any(|c| !live[i].encoders.contains_key(c.name.as_ref()))
                         {
                             refresh(&primary, &mut live[i], ctx).await?;
                         }
@@ -698,31 +713,38 @@ async fn refresh<W: Write>(
     Ok(())
 }
 
-/// The text form of a wal2json value (what the type's output function wrote).
-fn wal_text<'v>(kind: &Kind, value: &'v Value) -> Option<Cow<'v, str>> {
-    match value {
-        Value::Null => None,
-        Value::String(s) if *kind == Kind::Bytea && !s.starts_with("\\x") => {
-            Some(Cow::Owned(format!("\\x{s}")))
+/// The text form of a wal2json value (what the type's output function
+/// wrote): a string's content, a number's digits as written, `t`/`f`.
+fn wal_text<'v>(kind: &Kind, value: &'v RawValue) -> anyhow::Result<Option<Cow<'v, str>>> {
+    let raw = value.get();
+    Ok(match raw.as_bytes().first() {
+        None | Some(b'n') => None,
+        Some(b't') => Some(Cow::Borrowed("t")),
+        Some(b'f') => Some(Cow::Borrowed("f")),
+        Some(b'"') => {
+            let s: Cow<'v, str> = serde_json::from_str(raw)?;
+            if *kind == Kind::Bytea && !s.starts_with("\\x") {
+                Some(Cow::Owned(format!("\\x{s}")))
+            } else {
+                Some(s)
+            }
         }
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Bool(b) => Some(Cow::Borrowed(if *b { "t" } else { "f" })),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        other => Some(Cow::Owned(other.to_string())),
-    }
+        // A number, kept as wal2json wrote it.
+        Some(_) => Some(Cow::Borrowed(raw)),
+    })
 }
 
-fn encode_columns(
+fn encode_columns<'c, I>(
     l: &Live,
-    columns: &[WalColumn],
+    columns: I,
     out: &mut Vec<u8>,
     replaced: &mut Replaced,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = &'c WalColumn<'c>>,
+{
     for c in columns {
-        if !l.selected.contains(&c.name) {
-            continue;
-        }
-        let Some(encoder) = l.encoders.get(&c.name) else {
+        let Some((encoder, true)) = l.encoders.get(c.name.as_ref()) else {
             continue;
         };
         if out.len() > 1 {
@@ -730,7 +752,7 @@ fn encode_columns(
         }
         write_str(out, &c.name);
         out.push(b':');
-        match wal_text(encoder.kind(), &c.value) {
+        match wal_text(encoder.kind(), c.value)? {
             None => out.extend_from_slice(b"null"),
             Some(text) => encoder
                 .encode(&text, out, replaced)
@@ -752,10 +774,10 @@ fn finish_record(out: &mut Vec<u8>, lsn: Lsn, deleted_at: Option<&str>) {
 }
 
 /// Writes the record(s) of one change; returns how many.
-fn write_change<W: Write>(
+fn write_change<'a, W: Write>(
     ctx: &mut Ctx<'_, W>,
     l: &mut Live,
-    msg: &WalMessage<'_>,
+    msg: &'a WalMessage<'a>,
     txn: &Txn,
     out: &mut Vec<u8>,
     replaced: &mut Replaced,
@@ -790,24 +812,21 @@ fn write_change<W: Write>(
         "I" | "U" => {
             // A changed key: delete the old key first.
             if msg.action == "U" && !msg.identity.is_empty() && !l.table.primary_key.is_empty() {
+                let value = |cols: &'a [WalColumn<'a>], k: &str| {
+                    cols.iter().find(|c| c.name == k).map(|c| c.value.get())
+                };
                 let changed = l.table.primary_key.iter().any(|k| {
-                    let old = msg.identity.iter().find(|c| &c.name == k).map(|c| &c.value);
-                    let new = msg.columns.iter().find(|c| &c.name == k).map(|c| &c.value);
+                    let (old, new) = (value(&msg.identity, k), value(&msg.columns, k));
                     old.is_some() && new.is_some() && old != new
                 });
                 if changed {
                     out.clear();
                     out.push(b'{');
-                    let keys: Vec<WalColumn> = msg
+                    let keys = msg
                         .identity
                         .iter()
-                        .filter(|c| l.table.primary_key.contains(&c.name))
-                        .map(|c| WalColumn {
-                            name: c.name.clone(),
-                            value: c.value.clone(),
-                        })
-                        .collect();
-                    encode_columns(l, &keys, out, replaced)?;
+                        .filter(|c| l.table.primary_key.iter().any(|k| c.name == k.as_str()));
+                    encode_columns(l, keys, out, replaced)?;
                     finish_record(out, txn.end, Some(&txn.commit_time));
                     emit(ctx, l, out)?;
                 }
