@@ -7,7 +7,7 @@
 #   scripts/cluster.sh stop DIR    stop it (fast mode) and remove DIR
 #
 # Settings match crates/pg-testkit: trust auth, superuser postgres, UTF8,
-# locale C, wal_level=logical, 20 slots and senders, fsync/synchronous_commit/
+# locale C, wal_level=logical, 20 slots and senders, fsync/
 # full_page_writes off (never use for data you want to keep). The unix socket
 # and the server log (DIR/log) live in DIR. As root, DIR is chowned to postgres
 # and initdb/pg_ctl run as postgres. Everything but the env lines goes to stderr.
@@ -82,7 +82,10 @@ wal_level = logical
 max_replication_slots = 20
 max_wal_senders = 20
 fsync = off
-synchronous_commit = off
+# on: logical decoding only sees flushed WAL, so with off the newest commits
+# reach a slot late (break_at_end_lsn would stop before them). fsync is off,
+# so it costs nothing.
+synchronous_commit = on
 full_page_writes = off
 CONF
 

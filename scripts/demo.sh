@@ -4,9 +4,11 @@
 #   1. start a PostgreSQL cluster in a temporary directory (scripts/cluster.sh)
 #   2. create a sample shop: customers, orders (enum, numeric, jsonb), events
 #      (jsonb, awkward values), a partitioned measurements table
-#   3. discover, select every stream, run  tap-postgres | target-postgres
-#      into a second database
-#   4. change the source (updates, inserts), run again from the saved state
+#   3. discover, select every stream (orders INCREMENTAL, events LOG_BASED
+#      through a wal2json slot, the others FULL_TABLE), run
+#      tap-postgres | target-postgres into a second database
+#   4. change the source (updates, inserts, deletes), run again from the
+#      saved state
 #   5. print source vs target row counts and a checksum of every table
 #
 # It removes everything it made when it ends (DEMO_KEEP=1 keeps the cluster
@@ -78,15 +80,18 @@ INSERT INTO measurements SELECT i, '2024-06-01'::date + (i % 500), i * 1.000001,
 SQL
 
 cat >"$work/tap.json" <<JSON
-{"host": "$PGHOST", "port": $PGPORT, "user": "$PGUSER", "dbname": "shop", "default_replication_method": "FULL_TABLE"}
+{"host": "$PGHOST", "port": $PGPORT, "user": "$PGUSER", "dbname": "shop", "default_replication_method": "FULL_TABLE",
+ "create_replication_slot": true}
 JSON
 cat >"$work/target.json" <<JSON
-{"host": "$PGHOST", "port": $PGPORT, "user": "$PGUSER", "dbname": "warehouse", "default_target_schema": "shop"}
+{"host": "$PGHOST", "port": $PGPORT, "user": "$PGUSER", "dbname": "warehouse", "default_target_schema": "shop",
+ "hard_delete": true}
 JSON
 
 say "discovering"
 "$bin/tap-postgres" --config "$work/tap.json" --discover 2>/dev/null >"$work/discovered.json"
-# Select every stream; orders replicate INCREMENTAL on updated_at, the others FULL_TABLE.
+# Select every stream; orders replicate INCREMENTAL on updated_at, events
+# LOG_BASED (the slot macrometa_shop is created on the first run), the others FULL_TABLE.
 python3 - "$work/discovered.json" "$work/catalog.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
@@ -96,6 +101,8 @@ for s in c["streams"]:
     if s["tap_stream_id"] == "public-orders":
         md["replication-method"] = "INCREMENTAL"
         md["replication-key"] = "updated_at"
+    if s["tap_stream_id"] == "public-events":
+        md["replication-method"] = "LOG_BASED"
     print(f'  {s["tap_stream_id"]:<22} {md.get("replication-method", "FULL_TABLE"):<12} rows~{md["row-count"]}', file=sys.stderr)
 json.dump(c, open(sys.argv[2], "w"))
 PY
@@ -103,8 +110,12 @@ PY
 run() {
     local state_args=()
     [[ -s "$work/state.json" ]] && state_args=(--state "$work/state.json")
-    "$bin/tap-postgres" --config "$work/tap.json" --catalog "$work/catalog.json" "${state_args[@]}" 2>"$work/tap.log" \
-        | "$bin/target-postgres" --config "$work/target.json" 2>"$work/target.log" >"$work/states.jsonl"
+    if ! "$bin/tap-postgres" --config "$work/tap.json" --catalog "$work/catalog.json" "${state_args[@]}" 2>"$work/tap.log" \
+        | "$bin/target-postgres" --config "$work/target.json" 2>"$work/target.log" >"$work/states.jsonl"; then
+        echo "demo: tap | target failed; the end of their logs:" >&2
+        tail -n 15 "$work/tap.log" "$work/target.log" >&2
+        return 1
+    fi
     tail -n 1 "$work/states.jsonl" >"$work/state.json.tmp" && mv "$work/state.json.tmp" "$work/state.json"
     grep -h "METRIC" "$work/tap.log" | sed 's/^/  tap: /' || true
 }
@@ -112,11 +123,13 @@ run() {
 say "first run: tap-postgres | target-postgres"
 time run
 
-say "changing the source: 200 orders updated, 100 inserted, 50 events added"
+say "changing the source: 200 orders updated, 100 inserted; events: 50 added, 20 updated, 10 deleted"
 psql -q -d shop <<'SQL'
 UPDATE orders SET status = 'shipped', total = total + 0.01, updated_at = now() WHERE id % 25 = 0;
 INSERT INTO orders SELECT i, 1 + i % 1000, 1.23, 'new', now()::timestamp, '{"sku": "NEW"}', now() FROM generate_series(5001, 5100) i;
 INSERT INTO events (kind, payload, score, happened, note) SELECT 'late', '{}', i, current_date, 'late ' || i FROM generate_series(1, 50) i;
+UPDATE events SET note = note || ' (edited)', payload = payload || '{"edited": true}' WHERE id BETWEEN 100 AND 119;
+DELETE FROM events WHERE id BETWEEN 200 AND 209;
 SQL
 
 say "second run, from the saved state"
@@ -126,14 +139,19 @@ echo "  state: $(cut -c1-160 "$work/state.json")..."
 say "source vs target"
 status=0
 printf '%-14s %10s %10s  %-32s  %s\n' table source target checksum match
+cols_of() { # the source's columns: the target also has _sdc_* metadata columns
+    psql -At -d shop -c "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+        WHERE attrelid = '$1'::regclass AND attnum > 0 AND NOT attisdropped"
+}
 for t in customers orders events measurements; do
     key=$( [[ $t == measurements ]] && echo "id, taken_at" || echo id )
-    q="SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY $key)), '-') FROM"
-    read -r sc ss < <(psql -At -F ' ' -d shop -c "$q $t t")
-    read -r tc ts < <(psql -At -F ' ' -d warehouse -c "$q shop.$t t")
+    cols=$(cols_of "$t")
+    q="SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY $key)), '-') FROM (SELECT $cols FROM"
+    read -r sc ss < <(psql -At -F ' ' -d shop -c "$q $t) t")
+    read -r tc ts < <(psql -At -F ' ' -d warehouse -c "$q shop.$t WHERE _sdc_deleted_at IS NULL) t")
     if [[ "$sc $ss" == "$tc $ts" ]]; then m=yes; else m=NO; status=1; fi
     printf '%-14s %10s %10s  %-32s  %s\n' "$t" "$sc" "$tc" "$ss" "$m"
 done
 echo
-echo "LOG_BASED streaming (issue #4) is not built yet; this demo uses FULL_TABLE and INCREMENTAL."
+psql -At -d shop -c "SELECT '  replication slot ' || slot_name || ': confirmed up to ' || confirmed_flush_lsn FROM pg_replication_slots"
 exit $status
