@@ -41,6 +41,18 @@ pub struct TargetConfig {
     pub default_target_schema: Option<String>,
     /// `schema_mapping`: source schema → target schema.
     pub schema_mapping: HashMap<String, String>,
+    /// `default_target_schema_select_permissions`: the roles granted USAGE
+    /// on the schema and SELECT on the tables of streams without their own
+    /// `schema_mapping.<source>.target_schema_select_permissions`.
+    pub default_grantees: Vec<String>,
+    /// `schema_mapping.<source>.target_schema_select_permissions`, for the
+    /// source schemas that set it (possibly to no roles).
+    pub mapping_grantees: HashMap<String, Vec<String>>,
+    /// `schema_mapping.<source>.indices`: source schema → table → index
+    /// entries, as written (see [`crate::schema::IndexSpec`]).
+    pub indices: HashMap<String, HashMap<String, Vec<String>>>,
+    /// `data_flattening_max_level`.
+    pub flattening_max_level: usize,
     /// `target_table` (Macrometa): every stream into this table.
     pub target_table: Option<String>,
     /// `load_method`.
@@ -73,13 +85,27 @@ impl TargetConfig {
     pub fn from_json(map: &Map<String, Value>) -> Result<TargetConfig> {
         let hard_delete = boolean(map, "hard_delete", false)?;
         let mut schema_mapping = HashMap::new();
+        let mut mapping_grantees = HashMap::new();
+        let mut indices = HashMap::new();
         if let Some(Value::Object(m)) = map.get("schema_mapping") {
             for (source, entry) in m {
                 if let Some(Value::String(target)) = entry.get("target_schema") {
                     schema_mapping.insert(source.clone(), target.clone());
                 }
+                if let Some(v) = entry.get("target_schema_select_permissions") {
+                    let key = format!("schema_mapping.{source}.target_schema_select_permissions");
+                    mapping_grantees.insert(source.clone(), roles(&key, v)?);
+                }
+                if let Some(v) = entry.get("indices") {
+                    let key = format!("schema_mapping.{source}.indices");
+                    indices.insert(source.clone(), index_lists(&key, v)?);
+                }
             }
         }
+        let default_grantees = match map.get("default_target_schema_select_permissions") {
+            Some(v) => roles("default_target_schema_select_permissions", v)?,
+            None => Vec::new(),
+        };
         let load_method = match map.get("load_method").and_then(Value::as_str) {
             None | Some("upsert") => LoadMethod::Upsert,
             Some("append-only") => LoadMethod::AppendOnly,
@@ -102,6 +128,10 @@ impl TargetConfig {
         Ok(TargetConfig {
             default_target_schema: string(map, "default_target_schema"),
             schema_mapping,
+            default_grantees,
+            mapping_grantees,
+            indices,
+            flattening_max_level: integer(map, "data_flattening_max_level")?.unwrap_or(0) as usize,
             target_table: string(map, "target_table"),
             load_method,
             batch_size_rows: integer(map, "batch_size_rows")?.unwrap_or(100_000).max(1) as usize,
@@ -133,6 +163,87 @@ impl TargetConfig {
         }
         source.unwrap_or("public").to_owned()
     }
+
+    /// The roles granted SELECT on the tables of streams whose source
+    /// schema is `source`: its `schema_mapping` entry's
+    /// `target_schema_select_permissions` when set, else
+    /// `default_target_schema_select_permissions` (pipelinewise's order).
+    pub fn grantees(&self, source: Option<&str>) -> &[String] {
+        source
+            .and_then(|s| self.mapping_grantees.get(s))
+            .unwrap_or(&self.default_grantees)
+    }
+
+    /// The `schema_mapping.<source>.indices` entries of `table`.
+    pub fn indices(&self, source: Option<&str>, table: &str) -> &[String] {
+        source
+            .and_then(|s| self.indices.get(s))
+            .and_then(|t| t.get(table))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A select-permissions value in any of pipelinewise's shapes: a role, a
+/// list of roles, or `{"users": ..., "groups": ...}` (each a role or a
+/// list). PostgreSQL roles are users and groups alike, so all become one
+/// list, in order, without duplicates. Empty strings are ignored.
+fn roles(key: &str, v: &Value) -> Result<Vec<String>> {
+    let bad = || {
+        Error::config(format!(
+            "`{key}` must be a role name, a list of role names or \
+             {{\"users\": [...], \"groups\": [...]}}, not {v}"
+        ))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |v: &Value| -> Result<()> {
+        match v {
+            Value::Null => {}
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => {
+                for r in a {
+                    out.push(r.as_str().ok_or_else(bad)?.to_owned());
+                }
+            }
+            _ => return Err(bad()),
+        }
+        Ok(())
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k != "users" && k != "groups" {
+                    return Err(bad());
+                }
+                add(v)?;
+            }
+        }
+        v => add(v)?,
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(out.len());
+    for r in out {
+        if !r.is_empty() && !unique.contains(&r) {
+            unique.push(r);
+        }
+    }
+    Ok(unique)
+}
+
+fn index_lists(key: &str, v: &Value) -> Result<HashMap<String, Vec<String>>> {
+    let bad = || {
+        Error::config(format!(
+            "`{key}` must map table names to lists of column names, not {v}"
+        ))
+    };
+    let mut out = HashMap::new();
+    for (table, list) in v.as_object().ok_or_else(bad)? {
+        let list = list.as_array().ok_or_else(bad)?;
+        let list = list
+            .iter()
+            .map(|c| c.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect::<Result<Vec<_>>>()?;
+        out.insert(table.clone(), list);
+    }
+    Ok(out)
 }
 
 fn string(map: &Map<String, Value>, key: &str) -> Option<String> {
@@ -194,5 +305,35 @@ mod tests {
         let c = parse(json!({}));
         assert_eq!(c.target_schema(Some("src")), "src");
         assert_eq!(c.target_schema(None), "public");
+    }
+
+    #[test]
+    fn grantee_shapes_and_order() {
+        let c = parse(json!({"default_target_schema_select_permissions": "r1",
+            "schema_mapping": {
+                "a": {"target_schema": "a", "target_schema_select_permissions": ["x", "y", "x"]},
+                "b": {"target_schema": "b",
+                      "target_schema_select_permissions": {"users": ["u"], "groups": "g"}},
+                "c": {"target_schema": "c", "target_schema_select_permissions": []},
+                "d": {"target_schema": "d", "indices": {"t": ["id", "a,b"]}}}}));
+        assert_eq!(c.grantees(Some("a")), ["x", "y"]);
+        assert_eq!(c.grantees(Some("b")), ["u", "g"]);
+        assert!(c.grantees(Some("c")).is_empty());
+        assert_eq!(c.grantees(Some("d")), ["r1"]);
+        assert_eq!(c.grantees(None), ["r1"]);
+        assert_eq!(c.indices(Some("d"), "t"), ["id", "a,b"]);
+        assert!(c.indices(Some("d"), "u").is_empty());
+        assert!(c.indices(None, "t").is_empty());
+        assert!(parse(json!({})).grantees(None).is_empty());
+        let Value::Object(m) =
+            json!({"default_target_schema_select_permissions": {"roles": ["r"]}})
+        else {
+            unreachable!()
+        };
+        let e = TargetConfig::from_json(&m).unwrap_err().to_string();
+        assert!(
+            e.contains("default_target_schema_select_permissions"),
+            "{e}"
+        );
     }
 }

@@ -17,6 +17,13 @@
 //! - Otherwise: rename the old column to `<name>_<YYYYMMDD_HHMM>` (kept
 //!   with its data, logged) and add a new one of type W.
 //!
+//! Select permissions: before touching a table the roles are checked (a
+//! missing one is an error naming it); after, `GRANT USAGE ON SCHEMA` and
+//! `GRANT SELECT ON TABLE` to them. Indexes: `CREATE INDEX IF NOT EXISTS`
+//! with quoted names. The loader does each once per table per run, when the
+//! stream's first SCHEMA is handled (so a table created later in the run is
+//! granted and indexed on creation).
+//!
 //! A property that disappears from the schema leaves its column in place.
 //! A key different from the existing table's primary key is an error
 //! (except under `append-only`, which neither creates nor checks a key).
@@ -24,7 +31,7 @@
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::schema::{short_name, StreamSpec};
+use crate::schema::{short_name, IndexSpec, StreamSpec};
 
 /// A column type as the server spells and stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +205,90 @@ pub async fn prepare(client: &Client, spec: &StreamSpec, keyed: bool) -> Result<
         actual.push(w);
     }
     Ok(actual)
+}
+
+/// Fails with an error naming every role of `roles` that does not exist
+/// (`PUBLIC`, any case, is the pseudo-role of everyone and always exists).
+pub async fn check_roles(client: &Client, roles: &[String]) -> Result<()> {
+    let names: Vec<&str> = roles
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !r.eq_ignore_ascii_case("public"))
+        .collect();
+    let rows = client
+        .query(
+            "SELECT r FROM unnest($1::text[]) WITH ORDINALITY AS u(r, n) \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname::text = r) ORDER BY n",
+            &[&names],
+        )
+        .await
+        .map_err(|e| Error::database("looking up the roles to grant SELECT to", &e))?;
+    let missing: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    match missing.len() {
+        0 => Ok(()),
+        1 => Err(Error::config(format!(
+            "role {:?} (select permissions) does not exist; create it or remove it from the \
+             config",
+            missing[0]
+        ))),
+        _ => Err(Error::config(format!(
+            "roles {missing:?} (select permissions) do not exist; create them or remove them \
+             from the config"
+        ))),
+    }
+}
+
+/// `GRANT USAGE ON SCHEMA` and `GRANT SELECT ON` `table` to `roles`.
+pub async fn grant_select(
+    client: &Client,
+    table: &pg::QualifiedName,
+    roles: &[String],
+) -> Result<()> {
+    let to: Vec<String> = roles
+        .iter()
+        .map(|r| {
+            if r.eq_ignore_ascii_case("public") {
+                "PUBLIC".to_owned()
+            } else {
+                pg::quote_ident(r)
+            }
+        })
+        .collect();
+    let to = to.join(", ");
+    let sql = format!(
+        "GRANT USAGE ON SCHEMA {} TO {to}; GRANT SELECT ON TABLE {table} TO {to}",
+        pg::quote_ident(&table.schema)
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| Error::database(&format!("granting SELECT on {table}"), &e))?;
+    tracing::info!("granted USAGE on schema and SELECT on {table} to {roles:?}");
+    Ok(())
+}
+
+/// `CREATE INDEX IF NOT EXISTS` `index` on `table`.
+pub async fn create_index(
+    client: &Client,
+    table: &pg::QualifiedName,
+    index: &IndexSpec,
+) -> Result<()> {
+    let cols: Vec<String> = index.columns.iter().map(|c| pg::quote_ident(c)).collect();
+    let sql = format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {table} ({})",
+        pg::quote_ident(&index.name),
+        cols.join(", ")
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| Error::database(&format!("creating index {:?} on {table}", index.name), &e))?;
+    tracing::info!(
+        "index {:?} on {table} {:?} is in place",
+        index.name,
+        index.columns
+    );
+    Ok(())
 }
 
 /// The server's spelling of each wanted type: `x-sql-datatype` when it is

@@ -20,6 +20,11 @@
 //! - A column **absent** from the record is not NULL: its slot stays
 //!   absent, and the line's presence mask (upsert staging only) tells the
 //!   merge to keep the existing value. Metadata columns are always present.
+//! - Flattened objects (`data_flattening_max_level`): the members of the
+//!   object are visited like the record's own, into their `parent__child`
+//!   columns; a member that is absent leaves its column absent, an object
+//!   that is `null` makes every column under it NULL, and any other value
+//!   (a string, an array) is an error.
 //!
 //! Invariant: on error nothing is appended to `out` (the line is assembled
 //! only after every value has been encoded).
@@ -28,7 +33,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use serde::de::{DeserializeSeed, Deserializer as _, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer as _, Error as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -81,7 +86,8 @@ pub struct Layout {
     pub names: Vec<String>,
     kinds: Vec<ColKind>,
     metas: Vec<Option<Meta>>,
-    by_property: HashMap<String, usize>,
+    by_property: HashMap<String, Target>,
+    groups: Vec<Group>,
     key: Vec<usize>,
     deleted_at: Option<usize>,
 }
@@ -90,13 +96,48 @@ impl Layout {
     /// The layout of `spec` whose columns have the actual `types`.
     pub fn new(spec: &StreamSpec, types: &[String]) -> Layout {
         let mut by_property = HashMap::new();
+        let mut groups: Vec<Group> = Vec::new();
         for (i, c) in spec.columns.iter().enumerate() {
             match c.meta {
                 None => {
-                    by_property.insert(c.property.clone(), i);
+                    let Some((last, parents)) = c.path.split_last() else {
+                        continue;
+                    };
+                    // The group being filled; None is the record itself.
+                    let mut at: Option<usize> = None;
+                    for (depth, p) in parents.iter().enumerate() {
+                        let members = match at {
+                            None => &by_property,
+                            Some(g) => &groups[g].members,
+                        };
+                        let g = match members.get(p) {
+                            Some(&Target::Group(g)) => g,
+                            _ => {
+                                groups.push(Group {
+                                    prefix: parents[..=depth].join("__"),
+                                    members: HashMap::new(),
+                                    leaves: Vec::new(),
+                                });
+                                let g = groups.len() - 1;
+                                match at {
+                                    None => by_property.insert(p.clone(), Target::Group(g)),
+                                    Some(a) => {
+                                        groups[a].members.insert(p.clone(), Target::Group(g))
+                                    }
+                                };
+                                g
+                            }
+                        };
+                        groups[g].leaves.push(i);
+                        at = Some(g);
+                    }
+                    match at {
+                        None => by_property.insert(last.clone(), Target::Column(i)),
+                        Some(g) => groups[g].members.insert(last.clone(), Target::Column(i)),
+                    };
                 }
                 Some(m @ (Meta::DeletedAt | Meta::Lsn)) => {
-                    by_property.insert(m.name().to_owned(), i);
+                    by_property.insert(m.name().to_owned(), Target::Column(i));
                 }
                 Some(_) => {}
             }
@@ -111,6 +152,7 @@ impl Layout {
                 .collect(),
             metas: spec.columns.iter().map(|c| c.meta).collect(),
             by_property,
+            groups,
             key: spec.key.clone(),
             deleted_at: spec.meta_index(Meta::DeletedAt),
         }
@@ -125,6 +167,26 @@ impl Layout {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// What a property of the record (or of a flattened object) feeds.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The value goes to this column.
+    Column(usize),
+    /// A flattened object: its members go to columns (see [`Group`]).
+    Group(usize),
+}
+
+/// A flattened object property (`data_flattening_max_level`).
+#[derive(Debug)]
+struct Group {
+    /// Its path joined by `__`, for messages.
+    prefix: String,
+    /// Its properties.
+    members: HashMap<String, Target>,
+    /// Every column under it, set to NULL when the object is `null`.
+    leaves: Vec<usize>,
 }
 
 /// The envelope facts a metadata column may need.
@@ -195,14 +257,19 @@ impl RowEncoder {
     ) -> Result<Encoded> {
         self.scratch.clear();
         self.slots.fill((ABSENT, 0));
-        let mut de = serde_json::Deserializer::from_str(record.get());
-        de.deserialize_map(RecordVisitor { enc: self })
-            .map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => Error::input(e.to_string()),
-                _ => Error::input(format!("record is not a JSON object: {e}")),
-            })?
-            .map_err(|(col, e)| e.in_column(&self.layout.names[col]))?;
         let layout = Arc::clone(&self.layout);
+        let mut de = serde_json::Deserializer::from_str(record.get());
+        de.deserialize_map(RecordVisitor {
+            enc: self,
+            layout: &layout,
+            members: &layout.by_property,
+            prefix: "",
+        })
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Error::input(e.to_string()),
+            _ => Error::input(format!("record is not a JSON object: {e}")),
+        })?
+        .map_err(|(col, e)| e.in_column(&self.layout.names[col]))?;
         for (i, m) in layout.metas.iter().enumerate() {
             let Some(m) = m else { continue };
             let text = match m {
@@ -323,8 +390,13 @@ impl RowEncoder {
     }
 }
 
+/// Visits the members of the record, or of a flattened object in it
+/// (`members`, `prefix`).
 struct RecordVisitor<'e> {
     enc: &'e mut RowEncoder,
+    layout: &'e Layout,
+    members: &'e HashMap<String, Target>,
+    prefix: &'e str,
 }
 
 type VisitResult = std::result::Result<(), (usize, Error)>;
@@ -346,13 +418,50 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
             if result.is_err() {
                 continue;
             }
-            match self.enc.layout.by_property.get(key.as_ref()) {
-                Some(&col) => {
+            match self.members.get(key.as_ref()) {
+                Some(&Target::Column(col)) => {
                     if let Err(e) = self.enc.put(col, raw.get()) {
                         result = Err((col, e));
                     }
                 }
-                None => *self.enc.unknown.entry(key.into_owned()).or_insert(0) += 1,
+                Some(&Target::Group(g)) => {
+                    let group = &self.layout.groups[g];
+                    let raw = raw.get();
+                    if raw == "null" {
+                        for &c in &group.leaves {
+                            self.enc.slots[c] = (NULL, 0);
+                        }
+                    } else if raw.starts_with('{') {
+                        let mut de = serde_json::Deserializer::from_str(raw);
+                        result = de
+                            .deserialize_map(RecordVisitor {
+                                enc: &mut *self.enc,
+                                layout: self.layout,
+                                members: &group.members,
+                                prefix: &group.prefix,
+                            })
+                            .map_err(A::Error::custom)?;
+                    } else {
+                        result = Err((
+                            group.leaves[0],
+                            Error::input(format!(
+                                "property {:?} is flattened (data_flattening_max_level), so \
+                                 it must be an object or null, not {raw}",
+                                group.prefix
+                            )),
+                        ));
+                    }
+                }
+                None if self.prefix.is_empty() => {
+                    *self.enc.unknown.entry(key.into_owned()).or_insert(0) += 1
+                }
+                None => {
+                    *self
+                        .enc
+                        .unknown
+                        .entry(format!("{}__{key}", self.prefix))
+                        .or_insert(0) += 1
+                }
             }
         }
         Ok(result)
@@ -682,5 +791,55 @@ mod tests {
         bytea("\\x0A", BinaryEncoding::Hex, &mut out).unwrap();
         assert_eq!(out, b"\\\\x0A");
         assert!(bytea("zz", BinaryEncoding::Hex, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn flattened_records_keep_absent_apart_from_null() {
+        let msg = singer::SchemaMessage {
+            stream: "s-t".into(),
+            schema: serde_json::json!({"properties": {
+                "id": {"type": "integer"},
+                "a": {"type": ["null", "object"], "properties": {
+                    "x": {"type": "integer"},
+                    "b": {"type": "object", "properties": {"y": {"type": "string"}}}}}}}),
+            key_properties: Some(vec!["id".into()]),
+            bookmark_properties: vec![],
+        };
+        let Value::Object(m) = serde_json::json!({"data_flattening_max_level": 2}) else {
+            unreachable!()
+        };
+        let config = crate::config::TargetConfig::from_json(&m).unwrap();
+        let spec = StreamSpec::from_message(&msg, &config).unwrap();
+        let types = vec!["bigint".to_owned(), "bigint".to_owned(), "text".to_owned()];
+        let mut enc = RowEncoder::new(Arc::new(Layout::new(&spec, &types)), NulPolicy::Fail);
+        let line = |enc: &mut RowEncoder, r: &str| {
+            let raw: Box<RawValue> = serde_json::from_str(r).unwrap();
+            let mut out = Vec::new();
+            enc.encode(&raw, &RecordMeta::default(), Some(0), &mut out)
+                .map(|_| String::from_utf8(out).unwrap())
+        };
+        let mut l = |r| line(&mut enc, r);
+        assert_eq!(
+            l(r#"{"id":1,"a":{"x":2,"b":{"y":"t\tu"}}}"#).unwrap(),
+            "0\t\\N\t1\t2\tt\\tu\n"
+        );
+        assert_eq!(l(r#"{"id":1,"a":null}"#).unwrap(), "0\t\\N\t1\t\\N\t\\N\n");
+        assert_eq!(
+            l(r#"{"id":1,"a":{"b":null}}"#).unwrap(),
+            "0\t101\t1\t\\N\t\\N\n"
+        );
+        assert_eq!(l(r#"{"id":1}"#).unwrap(), "0\t100\t1\t\\N\t\\N\n");
+        assert_eq!(
+            l(r#"{"id":1,"a":{"x":3,"zz":1,"b":{"y":"v","w":2}}}"#).unwrap(),
+            "0\t\\N\t1\t3\tv\n"
+        );
+        let e = l(r#"{"id":1,"a":[1]}"#).unwrap_err().to_string();
+        assert!(e.contains("must be an object or null, not [1]"), "{e}");
+        let mut unknown: Vec<_> = enc.unknown.iter().collect();
+        unknown.sort();
+        assert_eq!(
+            unknown,
+            [(&"a__b__w".to_owned(), &1), (&"a__zz".to_owned(), &1)]
+        );
     }
 }

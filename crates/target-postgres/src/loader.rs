@@ -16,6 +16,7 @@
 //! the input one transaction replaces the table's rows with the shadow's.
 //! The converter holds states back until then.
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -47,6 +48,10 @@ pub struct Loader {
     tables: Vec<Option<Table>>,
     last_printed: Option<String>,
     generation: u32,
+    /// Tables granted to their stream's roles in this run.
+    granted: HashSet<pg::QualifiedName>,
+    /// `(table, index name)` created (or found) in this run.
+    indexed: HashSet<(pg::QualifiedName, String)>,
 }
 
 impl Loader {
@@ -58,6 +63,8 @@ impl Loader {
             tables: Vec::new(),
             last_printed: None,
             generation: 0,
+            granted: HashSet::new(),
+            indexed: HashSet::new(),
         }
     }
 
@@ -104,9 +111,31 @@ impl Loader {
 
     async fn table(&mut self, stream: usize, spec: Arc<StreamSpec>) -> Result<Vec<String>> {
         let keyed = self.config.load_method != LoadMethod::AppendOnly;
+        let grant = !spec.grantees.is_empty() && !self.granted.contains(&spec.table);
+        if grant {
+            ddl::check_roles(&self.client, &spec.grantees)
+                .await
+                .map_err(|e| e.in_stream(&spec.stream))?;
+        }
         let types = ddl::prepare(&self.client, &spec, keyed)
             .await
             .map_err(|e| e.in_stream(&spec.stream))?;
+        if grant {
+            ddl::grant_select(&self.client, &spec.table, &spec.grantees)
+                .await
+                .map_err(|e| e.in_stream(&spec.stream))?;
+            self.granted.insert(spec.table.clone());
+        }
+        for index in &spec.indices {
+            let done = (spec.table.clone(), index.name.clone());
+            if self.indexed.contains(&done) {
+                continue;
+            }
+            ddl::create_index(&self.client, &spec.table, index)
+                .await
+                .map_err(|e| e.in_stream(&spec.stream))?;
+            self.indexed.insert(done);
+        }
         let types: Vec<String> = types.into_iter().map(|t| t.name).collect();
         if self.tables.len() <= stream {
             self.tables.resize_with(stream + 1, || None);

@@ -19,8 +19,18 @@
 //!   Derived: integer → bigint, number → numeric (never a float), boolean →
 //!   boolean, string → text, or timestamptz / date / time by `format`,
 //!   `x-singer.decimal` → numeric; object, array, unions and untyped → jsonb.
+//! - Flattening (`data_flattening_max_level` = N, default 0): an object
+//!   property whose type includes `object` and that has non-empty
+//!   `properties`, at depth < N, is replaced in place by its children's
+//!   columns, named by the path joined with `__` (`a__b__c`), then
+//!   shortened like any name. Beyond N, or without `properties`, the value
+//!   stays one jsonb column. (The records are flattened the same way by
+//!   [`crate::encode`].)
 //! - Metadata columns, when enabled, come last and win over properties of
 //!   the same name.
+//! - Grants and indexes: the roles of `target_schema_select_permissions`
+//!   (or the default) and the `indices` of the stream's source schema and
+//!   table are resolved here; [`crate::ddl`] applies them.
 
 use serde_json::{Map, Value};
 use singer::SchemaMessage;
@@ -93,8 +103,12 @@ pub enum BinaryEncoding {
 /// One column a stream wants.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnSpec {
-    /// The property name in the records (empty for metadata columns).
+    /// The property name in the records (empty for metadata columns); for
+    /// a flattened property, the path joined by `__`.
     pub property: String,
+    /// The path of property names from the record to the value: one name,
+    /// or more for a flattened property (empty for metadata columns).
+    pub path: Vec<String>,
     /// The column name (the property name, shortened if too long).
     pub name: String,
     /// The wanted type: `x-sql-datatype`, or derived.
@@ -120,6 +134,22 @@ pub struct StreamSpec {
     pub key: Vec<usize>,
     /// The SCHEMA's JSON Schema, for `validate_records`.
     pub json_schema: Value,
+    /// Roles granted USAGE on the schema and SELECT on the table.
+    pub grantees: Vec<String>,
+    /// Indexes to create (`schema_mapping.<source>.indices`).
+    pub indices: Vec<IndexSpec>,
+}
+
+/// An index from `schema_mapping.<source>.indices.<table>`. Each entry of
+/// the list is one index: a column name, or (as in pipelinewise) several
+/// separated by commas for a multi-column index; a name is a property or
+/// column name of the stream (a flattened `parent__child` too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// `i_<table>_<col>[_<col>…]`, shortened like any name over 63 bytes.
+    pub name: String,
+    /// The column names, in index order.
+    pub columns: Vec<String>,
 }
 
 impl StreamSpec {
@@ -142,13 +172,13 @@ impl StreamSpec {
             ));
         }
         let (source_schema, table) = split_stream(&msg.stream);
-        let table = config
+        let table_name = config
             .target_table
             .clone()
             .unwrap_or_else(|| table.to_owned());
         let table = pg::QualifiedName::new(
             short_name(&config.target_schema(source_schema)),
-            short_name(&table),
+            short_name(&table_name),
         );
         let empty = Map::new();
         let properties = msg
@@ -157,32 +187,12 @@ impl StreamSpec {
             .and_then(Value::as_object)
             .unwrap_or(&empty);
         let mut columns = Vec::with_capacity(properties.len() + 6);
-        for (property, schema) in properties {
-            if config.metadata_columns && Meta::ALL.iter().any(|m| m.name() == property) {
-                continue;
-            }
-            let fallback_type = derived_type(schema).to_owned();
-            let sql_type = match schema.get("x-sql-datatype").and_then(Value::as_str) {
-                Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
-                _ => fallback_type.clone(),
-            };
-            let encoding = match schema.get("contentEncoding").and_then(Value::as_str) {
-                Some(e) if e.eq_ignore_ascii_case("base64") => BinaryEncoding::Base64,
-                _ => BinaryEncoding::Hex,
-            };
-            columns.push(ColumnSpec {
-                property: property.clone(),
-                name: short_name(property),
-                sql_type,
-                fallback_type,
-                encoding,
-                meta: None,
-            });
-        }
+        push_properties(&mut columns, properties, &[], config);
         if config.metadata_columns {
             for meta in Meta::ALL {
                 columns.push(ColumnSpec {
                     property: String::new(),
+                    path: Vec::new(),
                     name: meta.name().to_owned(),
                     sql_type: meta.sql_type().to_owned(),
                     fallback_type: meta.sql_type().to_owned(),
@@ -194,8 +204,10 @@ impl StreamSpec {
         for (i, a) in columns.iter().enumerate() {
             if let Some(b) = columns[..i].iter().find(|b| b.name == a.name) {
                 return Err(Error::input(format!(
-                    "properties {:?} and {:?} both map to column {:?}",
-                    b.property, a.property, a.name
+                    "properties {} and {} both map to column {:?}",
+                    b.describe(),
+                    a.describe(),
+                    a.name
                 )));
             }
         }
@@ -213,12 +225,47 @@ impl StreamSpec {
                 }
             }
         }
+        let mut indices: Vec<IndexSpec> = Vec::new();
+        for entry in config.indices(source_schema, &table_name) {
+            let find = |n: &str| {
+                columns
+                    .iter()
+                    .position(|c| !n.is_empty() && (c.property == n || c.name == n))
+            };
+            let cols = match find(entry) {
+                Some(i) => vec![i],
+                None => entry
+                    .split(',')
+                    .map(|n| {
+                        find(n.trim()).ok_or_else(|| {
+                            Error::config(format!(
+                                "schema_mapping.{}.indices.{table_name}: {:?} is not a column \
+                                 of stream {}",
+                                source_schema.unwrap_or(""),
+                                n.trim(),
+                                msg.stream
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<usize>>>()?,
+            };
+            let names: Vec<String> = cols.iter().map(|&i| columns[i].name.clone()).collect();
+            let name = short_name(&format!("i_{}_{}", table.name, names.join("_")));
+            if !indices.iter().any(|i| i.name == name) {
+                indices.push(IndexSpec {
+                    name,
+                    columns: names,
+                });
+            }
+        }
         Ok(StreamSpec {
             stream: msg.stream.clone(),
             table,
             columns,
             key,
             json_schema: msg.schema.clone(),
+            grantees: config.grantees(source_schema).to_vec(),
+            indices,
         })
     }
 
@@ -226,6 +273,76 @@ impl StreamSpec {
     pub fn meta_index(&self, meta: Meta) -> Option<usize> {
         self.columns.iter().position(|c| c.meta == Some(meta))
     }
+}
+
+impl ColumnSpec {
+    /// The property for messages: `"a"`, or `"a" → "b"` when flattened.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self.path.iter().map(|p| format!("{p:?}")).collect();
+        if parts.is_empty() {
+            format!("{:?}", self.name)
+        } else {
+            parts.join(" → ")
+        }
+    }
+}
+
+/// Appends the columns of `properties` (at `parent`'s path): one per
+/// property, or, for an object property with `properties` above
+/// `data_flattening_max_level`, its children's columns in its place.
+fn push_properties(
+    columns: &mut Vec<ColumnSpec>,
+    properties: &Map<String, Value>,
+    parent: &[String],
+    config: &TargetConfig,
+) {
+    for (property, schema) in properties {
+        if parent.is_empty()
+            && config.metadata_columns
+            && Meta::ALL.iter().any(|m| m.name() == property)
+        {
+            continue;
+        }
+        let mut path = parent.to_vec();
+        path.push(property.clone());
+        if parent.len() < config.flattening_max_level {
+            if let Some(children) = flattenable(schema) {
+                push_properties(columns, children, &path, config);
+                continue;
+            }
+        }
+        let fallback_type = derived_type(schema).to_owned();
+        let sql_type = match schema.get("x-sql-datatype").and_then(Value::as_str) {
+            Some(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => fallback_type.clone(),
+        };
+        let encoding = match schema.get("contentEncoding").and_then(Value::as_str) {
+            Some(e) if e.eq_ignore_ascii_case("base64") => BinaryEncoding::Base64,
+            _ => BinaryEncoding::Hex,
+        };
+        let flat = path.join("__");
+        columns.push(ColumnSpec {
+            name: short_name(&flat),
+            property: flat,
+            path,
+            sql_type,
+            fallback_type,
+            encoding,
+            meta: None,
+        });
+    }
+}
+
+/// The child properties of an object schema that flattening replaces by
+/// columns: its type includes `object` and it has non-empty `properties`.
+fn flattenable(schema: &Value) -> Option<&Map<String, Value>> {
+    let object = match schema.get("type") {
+        Some(Value::String(t)) => t == "object",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "object"),
+        _ => false,
+    };
+    let properties = schema.get("properties")?.as_object()?;
+    (object && !properties.is_empty()).then_some(properties)
 }
 
 /// `public-orders` → (`Some("public")`, `orders`); `orders` → (`None`,
@@ -410,5 +527,102 @@ mod tests {
         );
         let e = StreamSpec::from_message(&m, &c).unwrap_err().to_string();
         assert!(e.contains(&long) && e.contains(&short), "{e}");
+    }
+
+    fn nested() -> Value {
+        json!({"properties": {
+            "id": {"type": "integer"},
+            "a": {"type": ["null", "object"], "properties": {
+                "x": {"type": "integer"},
+                "b": {"type": "object", "properties": {"y": {"type": "string"}}}}},
+            "free": {"type": "object"},
+            "empty": {"type": "object", "properties": {}}}})
+    }
+
+    fn names(s: &StreamSpec) -> Vec<&str> {
+        s.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn flattening_by_level() {
+        let m = schema("s-t", nested(), Some(&["id"]));
+        let spec = |level: u64| {
+            let c = config(json!({"data_flattening_max_level": level}));
+            StreamSpec::from_message(&m, &c).unwrap()
+        };
+        assert_eq!(names(&spec(0)), ["id", "a", "free", "empty"]);
+        let s1 = spec(1);
+        assert_eq!(names(&s1), ["id", "a__x", "a__b", "free", "empty"]);
+        assert_eq!(s1.columns[1].path, ["a", "x"]);
+        assert_eq!(s1.columns[2].sql_type, "jsonb");
+        let s2 = spec(2);
+        assert_eq!(names(&s2), ["id", "a__x", "a__b__y", "free", "empty"]);
+        assert_eq!(s2.columns[2].sql_type, "text");
+        assert_eq!(names(&spec(5)), names(&s2));
+    }
+
+    #[test]
+    fn flattened_names_are_shortened_and_collisions_named() {
+        let c = config(json!({"data_flattening_max_level": 1, "primary_key_required": false}));
+        let long = "p".repeat(40);
+        let m = schema(
+            "s-t",
+            json!({"properties": {long.clone(): {"type": "object",
+                "properties": {"q".repeat(40): {"type": "integer"}}}}}),
+            None,
+        );
+        let s = StreamSpec::from_message(&m, &c).unwrap();
+        assert_eq!(
+            s.columns[0].name,
+            short_name(&format!("{long}__{}", "q".repeat(40)))
+        );
+        assert_eq!(s.columns[0].name.len(), 63);
+        let m = schema(
+            "s-t",
+            json!({"properties": {"a__b": {"type": "integer"},
+                "a": {"type": "object", "properties": {"b": {"type": "integer"}}}}}),
+            None,
+        );
+        let e = StreamSpec::from_message(&m, &c).unwrap_err().to_string();
+        assert!(
+            e.contains(r#"properties "a__b" and "a" → "b" both map to column "a__b""#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn indices_and_grantees() {
+        let c = config(json!({"data_flattening_max_level": 1,
+            "default_target_schema_select_permissions": ["r"],
+            "schema_mapping": {"s": {"target_schema": "tgt",
+                "indices": {"t": ["id", "a__x, free", "id"]},
+                "target_schema_select_permissions": "ro"}}}));
+        let s = StreamSpec::from_message(&schema("s-t", nested(), Some(&["id"])), &c).unwrap();
+        assert_eq!(
+            s.indices,
+            [
+                IndexSpec {
+                    name: "i_t_id".into(),
+                    columns: vec!["id".into()]
+                },
+                IndexSpec {
+                    name: "i_t_a__x_free".into(),
+                    columns: vec!["a__x".into(), "free".into()]
+                }
+            ]
+        );
+        assert_eq!(s.grantees, ["ro"]);
+        let s = StreamSpec::from_message(&schema("o-t", nested(), Some(&["id"])), &c).unwrap();
+        assert!(s.indices.is_empty());
+        assert_eq!(s.grantees, ["r"]);
+        let c = config(json!({"schema_mapping": {"s": {"target_schema": "tgt",
+                "indices": {"t": ["nope"]}}}}));
+        let e = StreamSpec::from_message(&schema("s-t", nested(), Some(&["id"])), &c)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"schema_mapping.s.indices.t: "nope" is not a column"#),
+            "{e}"
+        );
     }
 }

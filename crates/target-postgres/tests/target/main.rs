@@ -8,6 +8,7 @@ mod deletes;
 mod evolution;
 mod kill;
 mod load;
+mod options;
 mod states;
 
 use std::io::Write as _;
