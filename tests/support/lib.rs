@@ -92,9 +92,11 @@ pub fn pipe(tap_args: &[&Path], target_args: &[&Path]) -> Pipeline {
         .stderr(Stdio::piped())
         .spawn()
         .expect("tap starts");
-    let mut target = Command::new(bin("target-postgres"));
-    target.arg("--config").arg(target_args[0]);
-    let target = target
+    // The Command holds the pipe's read end until it is dropped: drop it
+    // right after the spawn, or the tap never sees a broken pipe.
+    let target = Command::new(bin("target-postgres"))
+        .arg("--config")
+        .arg(target_args[0])
         .env_remove("LOG_LEVEL")
         .stdin(Stdio::from(tap.stdout.take().expect("tap stdout")))
         .stdout(Stdio::piped())
