@@ -87,11 +87,7 @@ async fn sync_sh_keeps_the_committed_state_when_the_target_dies_and_resumes_from
     );
     let killer = dir.path().join("killer.sh");
     std::fs::write(&killer, KILLER).unwrap();
-    std::fs::set_permissions(
-        &killer,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&killer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     // Run 1: the target is killed after its second state.
     let first = sync_sh(dir.path(), &killer);
@@ -154,7 +150,9 @@ async fn sync_sh_keeps_the_committed_state_when_the_target_dies_and_resumes_from
     let last = state_file(dir.path());
     assert_eq!(last["currently_syncing"], Value::Null, "{last}");
     assert!(
-        last["bookmarks"]["public-big"].get("last_pk_fetched").is_none()
+        last["bookmarks"]["public-big"]
+            .get("last_pk_fetched")
+            .is_none()
             || last["bookmarks"]["public-big"]["last_pk_fetched"].is_null(),
         "the copy finished: {last}"
     );

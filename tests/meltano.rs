@@ -320,8 +320,7 @@ async fn meltano_runs_the_example_project_twice_from_its_stored_state() {
     assert_eq!(exists[0]["e"], Value::Bool(false), "only selected streams");
     let state1 = stored_state(&meltano, project.path(), &source, &target, &slot);
     assert_eq!(
-        state1["bookmarks"]["public-orders"]["replication_key_value"],
-        "2024-01-01T08:20:00+00:00",
+        state1["bookmarks"]["public-orders"]["replication_key_value"], "2024-01-01T08:20:00+00:00",
         "{state1}"
     );
     let lsn1 = state1["bookmarks"]["public-events"]["lsn"]
@@ -337,7 +336,9 @@ async fn meltano_runs_the_example_project_twice_from_its_stored_state() {
              DELETE FROM events WHERE id = 20;",
         )
         .await;
-    let since = target.query_json("SELECT clock_timestamp()::text AS since").await[0]["since"]
+    let since = target
+        .query_json("SELECT clock_timestamp()::text AS since")
+        .await[0]["since"]
         .as_str()
         .unwrap()
         .to_string();
@@ -351,12 +352,14 @@ async fn meltano_runs_the_example_project_twice_from_its_stored_state() {
     assert_eq!(written_since(&target, "events", &since).await, 3);
     let state2 = stored_state(&meltano, project.path(), &source, &target, &slot);
     assert_eq!(
-        state2["bookmarks"]["public-orders"]["replication_key_value"],
-        "2025-01-02T00:00:00+00:00",
+        state2["bookmarks"]["public-orders"]["replication_key_value"], "2025-01-02T00:00:00+00:00",
         "{state2}"
     );
     assert!(
-        state2["bookmarks"]["public-events"]["lsn"].as_u64().unwrap() > lsn1,
+        state2["bookmarks"]["public-events"]["lsn"]
+            .as_u64()
+            .unwrap()
+            > lsn1,
         "{state2}"
     );
     // Leave no slot behind on the shared cluster.

@@ -123,9 +123,14 @@ async fn a_target_that_fails_mid_input_makes_the_tap_fail_with_broken_pipe() {
         "the tap names the broken pipe: {}",
         run.tap_stderr
     );
-    assert!(!run.states.is_empty(), "batches before the bad one committed");
+    assert!(
+        !run.states.is_empty(),
+        "batches before the bad one committed"
+    );
     assert_states_committed(&target, &run.states).await;
-    let n = target.query_json("SELECT count(*) AS n FROM copy.big").await;
+    let n = target
+        .query_json("SELECT count(*) AS n FROM copy.big")
+        .await;
     assert_eq!(n[0]["n"], json!(5000));
 }
 

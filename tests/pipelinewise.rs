@@ -119,7 +119,9 @@ fn venv() -> Option<PathBuf> {
         .iter()
         .any(|s| t.contains(s))
         {
-            eprintln!("\n*** SKIPPED: pipelinewise interop: the package index is unreachable:\n{t}\n");
+            eprintln!(
+                "\n*** SKIPPED: pipelinewise interop: the package index is unreachable:\n{t}\n"
+            );
             return None;
         }
         panic!("pip install {want} failed (the index was reachable):\n{t}");
@@ -424,10 +426,9 @@ async fn our_target_loads_the_captured_pipelinewise_tap_output() {
             .expect("a state"),
     )
     .unwrap();
-    let captured: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("pipelinewise-state.json")).unwrap(),
-    )
-    .unwrap();
+    let captured: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("pipelinewise-state.json")).unwrap())
+            .unwrap();
     assert_eq!(last, captured, "the last state passes through unchanged");
     same(&source, &target, "ours").await;
 }
@@ -436,14 +437,15 @@ async fn our_target_loads_the_captured_pipelinewise_tap_output() {
 async fn our_tap_resumes_from_a_captured_pipelinewise_state() {
     let source = cluster().create_database().await;
     source.execute_batch(SOURCE).await;
-    let captured: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("pipelinewise-state.json")).unwrap(),
-    )
-    .unwrap();
+    let captured: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("pipelinewise-state.json")).unwrap())
+            .unwrap();
     // The captured lsn is a position of the server it came from: move this
     // throwaway server's WAL past it (one segment per switch), as a server
     // the pipelinewise tap had been reading would be.
-    let lsn = captured["bookmarks"]["public-events"]["lsn"].as_u64().unwrap();
+    let lsn = captured["bookmarks"]["public-events"]["lsn"]
+        .as_u64()
+        .unwrap();
     loop {
         let now = source
             .query_json("SELECT (pg_current_wal_lsn() - '0/0')::bigint AS lsn")
@@ -511,14 +513,16 @@ async fn our_tap_resumes_from_a_captured_pipelinewise_state() {
         .unwrap();
     let bookmarks = &last["value"]["bookmarks"];
     assert_eq!(
-        bookmarks["public-events"]["version"],
-        captured["bookmarks"]["public-events"]["version"],
+        bookmarks["public-events"]["version"], captured["bookmarks"]["public-events"]["version"],
         "the LOG_BASED version is kept: {last}"
     );
     assert_eq!(
         bookmarks["public-events"]["last_replication_method"],
         "LOG_BASED"
     );
-    assert!(bookmarks["public-events"]["lsn"].as_u64().is_some(), "{last}");
+    assert!(
+        bookmarks["public-events"]["lsn"].as_u64().is_some(),
+        "{last}"
+    );
     drop_slot(&source, &slot).await;
 }
