@@ -447,6 +447,26 @@ pub async fn run<W: Write>(
         .min()
         .map(Lsn)
         .unwrap_or(Lsn::INVALID);
+    // A bookmark past the server's WAL belongs to another server (or one
+    // restored from a backup): streaming from it would skip real changes.
+    let now: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
+    let now: Lsn = now.parse()?;
+    for l in &live {
+        if let Some(b) = ctx.state.bookmark(&l.id).and_then(|b| b.lsn()) {
+            if Lsn(b) > now {
+                bail!(
+                    "stream {}: the state's lsn {} is ahead of this server's WAL ({now}): the state comes from \
+                     another server, or this one was restored from a backup, and streaming from it would skip \
+                     changes. Remove the stream's bookmark from the state to copy the table again",
+                    l.id,
+                    Lsn(b)
+                );
+            }
+        }
+    }
     if start < slot_confirmed {
         tracing::warn!(
             "replication slot {slot:?} is at {slot_confirmed}, past the state's {start}: changes between them were \

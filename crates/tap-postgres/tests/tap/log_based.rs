@@ -613,3 +613,24 @@ async fn a_slot_active_in_another_session_is_explained() {
         second.stderr
     );
 }
+
+#[tokio::test]
+async fn a_bookmark_ahead_of_the_servers_wal_is_refused() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE f (id int PRIMARY KEY);")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_future", json!({}));
+    let catalog = select(&discover(&files, &cfg), &[("public-f", "LOG_BASED", None)]);
+    let state = json!({"bookmarks": {"public-f": {"last_replication_method": "LOG_BASED",
+        "lsn": 0xFFFF_0000_0000u64, "version": 1}}});
+    let run = sync(&files, &cfg, &catalog, Some(&state));
+    assert_eq!(run.output.status.code(), Some(1));
+    assert!(
+        run.stderr
+            .contains("stream public-f: the state's lsn FFFF/0 is ahead of this server's WAL"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.of_type("RECORD").is_empty());
+}
