@@ -29,6 +29,8 @@ pub struct TapConfig {
     pub values: ValueOptions,
     /// LOG_BASED settings.
     pub log: LogConfig,
+    /// `progress_interval_seconds` (zero: no progress lines).
+    pub progress_every: std::time::Duration,
 }
 
 fn get<'a>(config: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
@@ -160,6 +162,9 @@ impl TapConfig {
                 .unwrap_or(10_000)
                 .max(1),
             values,
+            progress_every: std::time::Duration::from_secs(
+                uint(config, "progress_interval_seconds")?.unwrap_or(10),
+            ),
             log: LogConfig {
                 slot: get(config, "replication_slot")
                     .and_then(Value::as_str)

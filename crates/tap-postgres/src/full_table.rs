@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
+use crate::progress::Progress;
 use crate::read::{bind_values, copy_lines};
 use crate::rows::{RowEncoder, StreamPlan};
 use crate::sync::{now_version, snapshot, Ctx};
@@ -80,6 +81,12 @@ pub async fn sync<W: Write>(
         .map(|k| plan.position(k).expect("key columns are in the plan"))
         .collect();
     let mut encoder = RowEncoder::new(plan);
+    let mut progress = Progress::new(
+        &id,
+        "rows",
+        ctx.config.progress_every,
+        u64::try_from(plan.table.row_count).ok(),
+    );
     let interval = ctx.config.state_interval_rows;
     let chunk = ctx.config.itersize;
     let mut total = 0u64;
@@ -109,6 +116,7 @@ pub async fn sync<W: Write>(
         let rows = copy_lines(&tx, &query, |line| {
             let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
             writer.write_record_raw(&id, record, Some(version), Some(&time))?;
+            progress.row();
             since_state += 1;
             if since_state >= interval && !key.is_empty() {
                 since_state = 0;

@@ -20,6 +20,7 @@ use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
 use crate::full_table::report_replaced;
+use crate::progress::Progress;
 use crate::read::{bind_values, copy_lines};
 use crate::rows::{RowEncoder, StreamPlan};
 use crate::sync::{now_version, snapshot, Ctx};
@@ -105,6 +106,7 @@ pub async fn sync<W: Write>(
     );
     let position = plan.position(key).expect("the key is in the plan");
     let mut encoder = RowEncoder::new(plan);
+    let mut progress = Progress::new(&id, "rows", ctx.config.progress_every, None);
     let interval = ctx.config.state_interval_rows;
     let time = TimeExtracted::now();
     let mut since_state = 0u64;
@@ -113,6 +115,7 @@ pub async fn sync<W: Write>(
     let total = copy_lines(&tx, &query, |line| {
         let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
         writer.write_record_raw(&id, record, Some(version), Some(&time))?;
+        progress.row();
         let value = encoder.value(position);
         if !value.is_null() {
             state.bookmark_mut(&id).set_replication_key_value(value);

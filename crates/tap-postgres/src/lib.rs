@@ -19,6 +19,7 @@ pub mod encode;
 pub mod full_table;
 pub mod incremental;
 pub mod log_based;
+pub mod progress;
 pub mod read;
 pub mod rows;
 pub mod sync;

@@ -66,6 +66,7 @@ use tokio_postgres::Client;
 use crate::discovery::{discover, stream_schema, Column, Filter, Table};
 use crate::encode::{write_str, Encoder, Replaced, SESSION_SETTINGS};
 use crate::full_table::{self, LAST_PK_FETCHED};
+use crate::progress::Progress;
 use crate::rows::StreamPlan;
 use crate::sync::{now_version, Ctx};
 use crate::types::Kind;
@@ -536,6 +537,9 @@ pub async fn run<W: Write>(
         end.map(|e| format!(" to {e}")).unwrap_or_default()
     );
 
+    let slot_label = format!("slot {slot}");
+    let mut progress = Progress::new(&slot_label, "changes", ctx.config.progress_every, None);
+    let mut server_end = end.unwrap_or(start);
     let began = Instant::now();
     let mut last_data = Instant::now();
     let mut last_state = Instant::now();
@@ -577,6 +581,7 @@ pub async fn run<W: Write>(
         };
         match event {
             ReplicationEvent::Keepalive { wal_end, .. } => {
+                server_end = server_end.max(wal_end);
                 if in_txn.is_none() {
                     for l in &live {
                         let b = ctx.state.bookmark_mut(&l.id);
@@ -590,8 +595,9 @@ pub async fn run<W: Write>(
                     }
                 }
             }
-            ReplicationEvent::XLogData { data, .. } => {
+            ReplicationEvent::XLogData { data, wal_end, .. } => {
                 last_data = Instant::now();
+                server_end = server_end.max(wal_end);
                 let msg: WalMessage = serde_json::from_slice(&data).with_context(|| {
                     format!(
                         "wal2json sent something that is not JSON: {}",
@@ -620,6 +626,7 @@ pub async fn run<W: Write>(
                     }
                     "C" => {
                         let Some(txn) = in_txn.take() else { continue };
+                        progress.tick(Some(server_end.0.saturating_sub(txn.end.0)));
                         for l in &live {
                             let b = ctx.state.bookmark_mut(&l.id);
                             if b.lsn().is_none_or(|x| x < txn.end.0) {
@@ -665,6 +672,9 @@ pub async fn run<W: Write>(
                                     format!("stream {id}, LSN {}", msg.lsn.unwrap_or("?"))
                                 })?;
                         since_state += written;
+                        for _ in 0..written {
+                            progress.row();
+                        }
                     }
                     _ => {}
                 }

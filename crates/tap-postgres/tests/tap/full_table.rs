@@ -320,3 +320,32 @@ async fn memory_stays_flat_whatever_the_table_size() {
         "peak RSS grew with the table: 100k rows {small} KiB, 1M rows {large} KiB"
     );
 }
+
+#[tokio::test]
+async fn progress_lines_report_rows_rate_and_share() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE prog (id int PRIMARY KEY, v text);
+         INSERT INTO prog SELECT i, md5(i::text) FROM generate_series(1, 300000) i;
+         ANALYZE prog;",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({"progress_interval_seconds": 1}));
+    let catalog = select(
+        &discover(&files, &cfg),
+        &[("public-prog", "FULL_TABLE", None)],
+    );
+    let run = sync(&files, &cfg, &catalog, None);
+    assert!(run.output.status.success(), "{}", run.stderr);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("stream public-prog: ") && l.contains(" rows/s, "))
+        .unwrap_or_else(|| panic!("no progress line in {}", run.stderr));
+    assert!(line.contains("% of about 300000"), "{line}");
+    // And none when turned off.
+    let quiet = config(&db, json!({"progress_interval_seconds": 0}));
+    let run = sync(&files, &quiet, &catalog, None);
+    assert!(!run.stderr.contains(" rows/s"), "{}", run.stderr);
+}

@@ -1,0 +1,82 @@
+//! Progress lines on stderr: every `progress_interval_seconds` (default 10;
+//! 0 turns them off) one INFO line per active stream with its rows, its
+//! rate since the last line, and for a copy the share of the estimated row
+//! count (`pg_class.reltuples`), or for LOG_BASED the lag behind the
+//! server's WAL in bytes.
+//!
+//! The hot path pays one increment per row; the clock is read every 1024
+//! rows.
+
+use std::time::{Duration, Instant};
+
+/// One stream's progress.
+pub struct Progress {
+    stream: String,
+    what: &'static str,
+    every: Option<Duration>,
+    estimate: Option<u64>,
+    rows: u64,
+    last_rows: u64,
+    last: Instant,
+}
+
+impl Progress {
+    /// Progress of `stream`; `what` names the unit (`rows`, `changes`);
+    /// `estimate` is the expected total, if known.
+    pub fn new(
+        stream: &str,
+        what: &'static str,
+        every: Duration,
+        estimate: Option<u64>,
+    ) -> Progress {
+        Progress {
+            stream: stream.to_string(),
+            what,
+            every: (!every.is_zero()).then_some(every),
+            estimate: estimate.filter(|e| *e > 0),
+            rows: 0,
+            last_rows: 0,
+            last: Instant::now(),
+        }
+    }
+
+    /// Counts one row, and logs when the interval has passed.
+    #[inline]
+    pub fn row(&mut self) {
+        self.rows += 1;
+        if self.rows.is_multiple_of(1024) {
+            self.tick(None);
+        }
+    }
+
+    /// Rows counted so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Logs a line if the interval has passed; `lag_bytes` for LOG_BASED.
+    pub fn tick(&mut self, lag_bytes: Option<u64>) {
+        let Some(every) = self.every else { return };
+        let elapsed = self.last.elapsed();
+        if elapsed < every {
+            return;
+        }
+        let rate = (self.rows - self.last_rows) as f64 / elapsed.as_secs_f64();
+        let mut line = format!(
+            "stream {}: {} {}, {:.0} {}/s",
+            self.stream, self.rows, self.what, rate, self.what
+        );
+        if let Some(total) = self.estimate {
+            line.push_str(&format!(
+                ", {:.0}% of about {total}",
+                (self.rows as f64 * 100.0 / total as f64).min(100.0)
+            ));
+        }
+        if let Some(lag) = lag_bytes {
+            line.push_str(&format!(", {lag} bytes of WAL behind the server"));
+        }
+        tracing::info!("{line}");
+        self.last = Instant::now();
+        self.last_rows = self.rows;
+    }
+}
