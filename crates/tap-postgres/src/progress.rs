@@ -4,10 +4,16 @@
 //! count (`pg_class.reltuples`), or for LOG_BASED the lag behind the
 //! server's WAL in bytes.
 //!
+//! When stderr is a terminal, a live progress bar per stream (indicatif)
+//! takes the place of the lines.
+//!
 //! The hot path pays one increment per row; the clock is read every 1024
 //! rows.
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// One stream's progress.
 pub struct Progress {
@@ -18,6 +24,7 @@ pub struct Progress {
     rows: u64,
     last_rows: u64,
     last: Instant,
+    bar: Option<ProgressBar>,
 }
 
 impl Progress {
@@ -29,14 +36,34 @@ impl Progress {
         every: Duration,
         estimate: Option<u64>,
     ) -> Progress {
+        let estimate = estimate.filter(|e| *e > 0);
+        let every = (!every.is_zero()).then_some(every);
+        let bar = (every.is_some() && std::io::stderr().is_terminal()).then(|| {
+            let (bar, template) = match estimate {
+                Some(total) => (
+                    ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
+                    "{msg} [{bar:30}] {pos}/{len} {per_sec} {percent}% eta {eta}",
+                ),
+                None => (
+                    ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+                    "{msg} {spinner} {pos} {per_sec}",
+                ),
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(format!("{stream} ({what})"));
+            bar
+        });
         Progress {
             stream: stream.to_string(),
             what,
-            every: (!every.is_zero()).then_some(every),
-            estimate: estimate.filter(|e| *e > 0),
+            every,
+            estimate,
             rows: 0,
             last_rows: 0,
             last: Instant::now(),
+            bar,
         }
     }
 
@@ -44,6 +71,10 @@ impl Progress {
     #[inline]
     pub fn row(&mut self) {
         self.rows += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            return;
+        }
         if self.rows.is_multiple_of(1024) {
             self.tick(None);
         }
@@ -56,6 +87,15 @@ impl Progress {
 
     /// Logs a line if the interval has passed; `lag_bytes` for LOG_BASED.
     pub fn tick(&mut self, lag_bytes: Option<u64>) {
+        if let Some(bar) = &self.bar {
+            if let Some(lag) = lag_bytes {
+                bar.set_message(format!(
+                    "{} ({}, {lag} bytes behind)",
+                    self.stream, self.what
+                ));
+            }
+            return;
+        }
         let Some(every) = self.every else { return };
         let elapsed = self.last.elapsed();
         if elapsed < every {
@@ -78,5 +118,13 @@ impl Progress {
         tracing::info!("{line}");
         self.last = Instant::now();
         self.last_rows = self.rows;
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
 }

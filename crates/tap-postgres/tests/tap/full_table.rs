@@ -349,3 +349,52 @@ async fn progress_lines_report_rows_rate_and_share() {
     let run = sync(&files, &quiet, &catalog, None);
     assert!(!run.stderr.contains(" rows/s"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn a_terminal_gets_a_live_progress_bar() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE bar (id int PRIMARY KEY, v text);
+         INSERT INTO bar SELECT i, md5(i::text) FROM generate_series(1, 200000) i;
+         ANALYZE bar;",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({"progress_interval_seconds": 1}));
+    let catalog = select(
+        &discover(&files, &cfg),
+        &[("public-bar", "FULL_TABLE", None)],
+    );
+    let cmd = sync_command(&files, &cfg, &catalog, None);
+    let mut shell = format!("{:?}", cmd.get_program());
+    for a in cmd.get_args() {
+        shell.push(' ');
+        shell.push_str(&format!("{a:?}"));
+    }
+    let out_file = files.write("out.jsonl", &json!(null));
+    shell.push_str(&format!(" > {out_file:?}"));
+    // `script` gives the tap a pseudo-terminal for stderr, as a person's shell would.
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &shell, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("public-bar (rows) ["), "{screen}");
+    assert!(
+        !screen.contains(" rows/s, "),
+        "no log lines while the bar is shown: {screen}"
+    );
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(
+        written
+            .lines()
+            .filter(|l| l.starts_with(r#"{"type":"RECORD""#))
+            .count(),
+        200000
+    );
+}
