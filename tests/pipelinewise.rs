@@ -76,8 +76,14 @@ fn python() -> PathBuf {
 }
 
 /// The venv's bin directory; `None` after a loud SKIPPED line when the
-/// package index is unreachable.
+/// package index is unreachable. The tests of this binary run in parallel:
+/// the first one builds the venv, the others wait for it.
 fn venv() -> Option<PathBuf> {
+    static VENV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    VENV.get_or_init(build_venv).clone()
+}
+
+fn build_venv() -> Option<PathBuf> {
     let venv = workspace_root().join("target/pipelinewise-venv");
     let marker = venv.join(".installed");
     let want = PACKAGES.join(" ");
