@@ -40,11 +40,13 @@ use crate::types::Kind;
 pub const SESSION_SETTINGS: &str = "SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; \
      SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'";
 
-/// What NaN, Infinity and -Infinity (float and numeric) become.
+/// What becomes of a value JSON (or RFC 3339) cannot carry as such.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SpecialNumbers {
-    /// The strings `"NaN"`, `"Infinity"`, `"-Infinity"`; the schema allows a
-    /// string. PostgreSQL reads them back exactly. The default: nothing lost.
+pub enum Policy {
+    /// A JSON string with PostgreSQL's spelling, which PostgreSQL reads
+    /// back exactly (`"NaN"`, `"Infinity"`, `"10000-01-01"`, `"0044-03-15 BC"`,
+    /// `"infinity"`); for numbers the schema then allows a string. The
+    /// default: nothing lost.
     #[default]
     String,
     /// `null`, counted and reported in the log (the peers' behaviour).
@@ -53,20 +55,12 @@ pub enum SpecialNumbers {
     Error,
 }
 
+/// What NaN, Infinity and -Infinity (float and numeric) become.
+pub type SpecialNumbers = Policy;
+
 /// What dates and timestamps outside RFC 3339 (year > 9999, BC,
 /// `infinity`, `-infinity`) become.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutOfRange {
-    /// PostgreSQL's spelling with the RFC 3339 `T` and offset
-    /// (`"10000-01-01T00:00:00+00:00"`, `"0044-03-15 BC"`, `"infinity"`),
-    /// which PostgreSQL reads back exactly. The default: nothing lost.
-    #[default]
-    String,
-    /// `null`, counted and reported in the log.
-    Null,
-    /// Fail the stream with an error naming the column.
-    Error,
-}
+pub type OutOfRange = Policy;
 
 /// How bytea is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -273,19 +267,13 @@ fn special_number(
     out: &mut Vec<u8>,
     replaced: &mut Replaced,
 ) -> Result<(), ValueError> {
-    match opts.special_numbers {
-        SpecialNumbers::String => write_str(out, text),
-        SpecialNumbers::Null => {
-            replaced.special_numbers += 1;
-            out.extend_from_slice(b"null");
-        }
-        SpecialNumbers::Error => {
-            return err(format!(
-                "{text} cannot be written as a JSON number (special_numbers: error)"
-            ))
-        }
-    }
-    Ok(())
+    apply(
+        opts.special_numbers,
+        text,
+        out,
+        &mut replaced.special_numbers,
+        || format!("{text} cannot be written as a JSON number (special_numbers: error)"),
+    )
 }
 
 fn out_of_range(
@@ -295,17 +283,30 @@ fn out_of_range(
     out: &mut Vec<u8>,
     replaced: &mut Replaced,
 ) -> Result<(), ValueError> {
-    match opts.out_of_range {
-        OutOfRange::String => write_str(out, spelled),
-        OutOfRange::Null => {
-            replaced.out_of_range += 1;
+    apply(
+        opts.out_of_range,
+        spelled,
+        out,
+        &mut replaced.out_of_range,
+        || format!("{original:?} is outside RFC 3339 (out_of_range_dates: error)"),
+    )
+}
+
+/// Writes `spelled` as a string, or null (counted), or refuses, per `policy`.
+fn apply(
+    policy: Policy,
+    spelled: &str,
+    out: &mut Vec<u8>,
+    count: &mut u64,
+    refusal: impl FnOnce() -> String,
+) -> Result<(), ValueError> {
+    match policy {
+        Policy::String => write_str(out, spelled),
+        Policy::Null => {
+            *count += 1;
             out.extend_from_slice(b"null");
         }
-        OutOfRange::Error => {
-            return err(format!(
-                "{original:?} is outside RFC 3339 (out_of_range_dates: error)"
-            ))
-        }
+        Policy::Error => return err(refusal()),
     }
     Ok(())
 }
