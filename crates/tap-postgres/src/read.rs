@@ -50,17 +50,37 @@ where
     F: FnMut(&[u8]) -> anyhow::Result<()>,
 {
     let sql = format!("COPY ({query}) TO STDOUT");
-    let stream = tx.copy_out(sql.as_str()).await?;
+    let stream = tx.copy_out(sql.as_str()).await.map_err(read_error)?;
     pin_mut!(stream);
     let mut pending: Vec<u8> = Vec::new();
     let mut rows = 0u64;
-    while let Some(chunk) = stream.try_next().await? {
+    while let Some(chunk) = stream.try_next().await.map_err(read_error)? {
         rows += split_lines(&chunk, &mut pending, &mut on_line)?;
     }
     if !pending.is_empty() {
         anyhow::bail!("COPY output ended in the middle of a row");
     }
     Ok(rows)
+}
+
+/// Says what a failed read means for the user: a lost connection (the
+/// server restarted, the backend was terminated, the network dropped)
+/// resumes from the last state on a rerun.
+fn read_error(e: tokio_postgres::Error) -> anyhow::Error {
+    if e.is_closed()
+        || e.as_db_error()
+            .is_some_and(|d| d.code().code().starts_with("57P"))
+    {
+        let cause = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string());
+        anyhow::anyhow!(
+            "the connection to the server was lost while reading ({cause}); a rerun from the last state resumes"
+        )
+    } else {
+        anyhow::Error::from(e).context("reading rows")
+    }
 }
 
 /// The server sends one row per CopyData message; this still copes with

@@ -211,7 +211,14 @@ async fn a_lost_connection_names_the_stream() {
         critical.starts_with("CRITICAL stream public-lost: "),
         "{stderr}"
     );
-    assert!(critical.contains("terminat"), "{critical}");
+    assert!(
+        critical.contains("the connection to the server was lost while reading"),
+        "{critical}"
+    );
+    assert!(
+        critical.ends_with("a rerun from the last state resumes"),
+        "{critical}"
+    );
 }
 
 #[tokio::test]
