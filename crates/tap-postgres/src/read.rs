@@ -50,11 +50,11 @@ where
     F: FnMut(&[u8]) -> anyhow::Result<()>,
 {
     let sql = format!("COPY ({query}) TO STDOUT");
-    let stream = tx.copy_out(sql.as_str()).await.map_err(read_error)?;
+    let stream = tx.copy_out(sql.as_str()).await?;
     pin_mut!(stream);
     let mut pending: Vec<u8> = Vec::new();
     let mut rows = 0u64;
-    while let Some(chunk) = stream.try_next().await.map_err(read_error)? {
+    while let Some(chunk) = stream.try_next().await? {
         rows += split_lines(&chunk, &mut pending, &mut on_line)?;
     }
     if !pending.is_empty() {
@@ -63,23 +63,29 @@ where
     Ok(rows)
 }
 
-/// Says what a failed read means for the user: a lost connection (the
-/// server restarted, the backend was terminated, the network dropped)
-/// resumes from the last state on a rerun.
-fn read_error(e: tokio_postgres::Error) -> anyhow::Error {
-    if e.is_closed()
-        || e.as_db_error()
-            .is_some_and(|d| d.code().code().starts_with("57P"))
-    {
-        let cause = e
-            .as_db_error()
-            .map(|d| d.message().to_string())
-            .unwrap_or_else(|| e.to_string());
-        anyhow::anyhow!(
-            "the connection to the server was lost while reading ({cause}); a rerun from the last state resumes"
-        )
-    } else {
-        anyhow::Error::from(e).context("reading rows")
+/// Says what a failure means when its cause is a lost connection (the
+/// server restarted, the backend was terminated, the network dropped): a
+/// rerun resumes from the last state. Other errors are returned as they are.
+pub fn explain_lost_connection(e: anyhow::Error) -> anyhow::Error {
+    let lost = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .and_then(|pg| {
+            let io = std::error::Error::source(pg).is_some_and(|s| s.is::<std::io::Error>());
+            let terminated = pg
+                .as_db_error()
+                .is_some_and(|d| d.code().code().starts_with("57P"));
+            (pg.is_closed() || io || terminated).then(|| {
+                pg.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| pg.to_string())
+            })
+        });
+    match lost {
+        Some(cause) => anyhow::anyhow!(
+            "the connection to the server was lost ({cause}); a rerun from the last state resumes"
+        ),
+        None => e,
     }
 }
 

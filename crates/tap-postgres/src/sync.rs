@@ -184,6 +184,7 @@ pub async fn run<W: Write>(
         }
         sync_stream(&mut ctx, client, entry, table, method)
             .await
+            .map_err(crate::read::explain_lost_connection)
             .with_context(|| format!("stream {id}"))?;
     }
     let mut databases: Vec<String> = log_streams.iter().map(|(d, _)| d.clone()).collect();
