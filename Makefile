@@ -18,7 +18,7 @@ build:
 ## test: setup, lint, then the whole suite against a throwaway local cluster
 test: setup lint
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 ## lint: formatting and clippy, warnings are errors
 lint:
