@@ -270,23 +270,36 @@ async fn pipelinewise_state_and_currently_syncing_are_honoured() {
 }
 
 /// Runs `cmd` to completion with stdout discarded and returns its peak RSS
-/// in KiB (wait4's ru_maxrss for that one child).
-#[allow(clippy::zombie_processes)] // reaped with wait4, which std cannot do
-fn peak_rss_kib(mut cmd: std::process::Command) -> i64 {
-    let child = cmd
+/// in KiB: the last `VmHWM` of `/proc/<pid>/status` (the high-water mark of
+/// the program's own memory, which only grows), read every 10 ms.
+///
+/// Not `wait4`'s `ru_maxrss`: the kernel folds into it the peak of the
+/// memory image the child had before `exec`, which after a vfork-style
+/// spawn is this test process's, so it measures the test binary.
+fn peak_rss_kib(mut cmd: std::process::Command) -> u64 {
+    let mut child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pid of our own child, valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert_eq!(status, 0, "the tap failed");
-    // Reaped by wait4 above; forget the handle so nothing waits again.
-    std::mem::forget(child);
-    usage.ru_maxrss
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "the tap failed");
+            return peak;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[tokio::test]
