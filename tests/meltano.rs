@@ -132,62 +132,13 @@ fn meltano_yml_declares_every_setting_and_capability() {
 /// Meltano in `target/meltano-venv`, installed when missing. `None` (after a
 /// loud SKIPPED line) when the package index is unreachable.
 fn meltano() -> Option<PathBuf> {
-    let venv = workspace_root().join("target/meltano-venv");
-    let exe = venv.join("bin/meltano");
-    let marker = venv.join(".installed");
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == MELTANO) && exe.exists() {
-        eprintln!("meltano: reusing {}", venv.display());
-        return Some(exe);
-    }
-    let started = Instant::now();
-    let _ = std::fs::remove_dir_all(&venv);
-    let out = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .expect("python3 runs (Debian: apt-get install python3-venv)");
-    assert!(out.status.success(), "python3 -m venv: {}", texts(&out));
-    let out = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--disable-pip-version-check",
-            "--timeout",
-            "30",
-            "--retries",
-            "2",
-            MELTANO,
-        ])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        let t = texts(&out);
-        let unreachable = [
-            "Failed to establish a new connection",
-            "NewConnectionError",
-            "Temporary failure in name resolution",
-            "Network is unreachable",
-            "ConnectTimeoutError",
-            "Read timed out",
-            "ProxyError",
-        ]
-        .iter()
-        .any(|s| t.contains(s));
-        if unreachable {
-            eprintln!(
-                "\n*** SKIPPED: the Meltano end-to-end run: the package index is unreachable, \
-                 so `pip install {MELTANO}` failed:\n{t}\n"
-            );
-            return None;
-        }
-        panic!("pip install {MELTANO} failed (the index was reachable):\n{t}");
-    }
-    std::fs::write(&marker, MELTANO).unwrap();
-    eprintln!(
-        "meltano: installed {MELTANO} into {} in {:.1}s",
-        venv.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Some(exe)
+    e2e::python_venv(
+        "meltano-venv",
+        Path::new("python3"),
+        &[MELTANO],
+        "the Meltano end-to-end run",
+    )
+    .map(|bin| bin.join("meltano"))
 }
 
 fn texts(o: &Output) -> String {

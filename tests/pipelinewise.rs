@@ -19,7 +19,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
 
 use e2e::{assert_same_rows, bin, select, workspace_root, write_json};
 use pg_testkit::{cluster, TestDb};
@@ -84,60 +83,12 @@ fn venv() -> Option<PathBuf> {
 }
 
 fn build_venv() -> Option<PathBuf> {
-    let venv = workspace_root().join("target/pipelinewise-venv");
-    let marker = venv.join(".installed");
-    let want = PACKAGES.join(" ");
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == want) {
-        return Some(venv.join("bin"));
-    }
-    let started = Instant::now();
-    let _ = std::fs::remove_dir_all(&venv);
-    let out = Command::new(python())
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .env_remove("PYENV_VERSION")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "venv: {}", texts(&out));
-    let out = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--disable-pip-version-check",
-            "--timeout",
-            "30",
-            "--retries",
-            "2",
-        ])
-        .args(PACKAGES)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        let t = texts(&out);
-        if [
-            "Failed to establish a new connection",
-            "NewConnectionError",
-            "Temporary failure in name resolution",
-            "Network is unreachable",
-            "ConnectTimeoutError",
-            "Read timed out",
-            "ProxyError",
-        ]
-        .iter()
-        .any(|s| t.contains(s))
-        {
-            eprintln!(
-                "\n*** SKIPPED: pipelinewise interop: the package index is unreachable:\n{t}\n"
-            );
-            return None;
-        }
-        panic!("pip install {want} failed (the index was reachable):\n{t}");
-    }
-    std::fs::write(&marker, &want).unwrap();
-    eprintln!(
-        "pipelinewise: installed {want} in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Some(venv.join("bin"))
+    e2e::python_venv(
+        "pipelinewise-venv",
+        &python(),
+        PACKAGES,
+        "pipelinewise interop",
+    )
 }
 
 /// `tap | target` where either side may be a pipelinewise program; returns

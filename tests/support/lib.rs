@@ -226,3 +226,78 @@ pub fn workspace_root() -> PathBuf {
         .expect("tests/ is in the workspace")
         .to_path_buf()
 }
+
+/// A Python virtualenv `target/<name>` made with `python` and holding
+/// `packages` from PyPI, installed on first use and reused after (a marker
+/// file records what was installed). Returns its `bin` directory.
+///
+/// `None`, after a loud `*** SKIPPED` line naming `what`, only when the
+/// package index is unreachable; any other install failure panics.
+pub fn python_venv(name: &str, python: &Path, packages: &[&str], what: &str) -> Option<PathBuf> {
+    let venv = workspace_root().join("target").join(name);
+    let marker = venv.join(".installed");
+    let want = packages.join(" ");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == want) {
+        eprintln!("{what}: reusing {}", venv.display());
+        return Some(venv.join("bin"));
+    }
+    let started = std::time::Instant::now();
+    let _ = std::fs::remove_dir_all(&venv);
+    let out = Command::new(python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .env_remove("PYENV_VERSION")
+        .output()
+        .unwrap_or_else(|e| panic!("{} -m venv: {e}", python.display()));
+    let text = |o: &Output| {
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(
+        out.status.success(),
+        "{} -m venv: {}",
+        python.display(),
+        text(&out)
+    );
+    let out = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--disable-pip-version-check",
+            "--timeout",
+            "30",
+            "--retries",
+            "2",
+        ])
+        .args(packages)
+        .output()
+        .expect("pip runs");
+    if !out.status.success() {
+        let t = text(&out);
+        let unreachable = [
+            "Failed to establish a new connection",
+            "NewConnectionError",
+            "Temporary failure in name resolution",
+            "Network is unreachable",
+            "ConnectTimeoutError",
+            "Read timed out",
+            "ProxyError",
+        ]
+        .iter()
+        .any(|s| t.contains(s));
+        if unreachable {
+            eprintln!("\n*** SKIPPED: {what}: the package index is unreachable, so `pip install {want}` failed:\n{t}\n");
+            return None;
+        }
+        panic!("pip install {want} failed (the index was reachable):\n{t}");
+    }
+    std::fs::write(&marker, &want).expect("write the marker");
+    eprintln!(
+        "{what}: installed {want} into {} in {:.1}s",
+        venv.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Some(venv.join("bin"))
+}
