@@ -2,9 +2,7 @@
 //! target tables compared with the source row by row (each row's text form,
 //! so every value must come back exactly).
 
-use std::path::Path;
-
-use e2e::{bin, pipe, write_json};
+use e2e::{assert_same_rows, discover, pipe, select, write_json};
 use pg_testkit::{cluster, TestDb};
 use serde_json::{json, Value};
 
@@ -34,100 +32,24 @@ INSERT INTO events SELECT i, CASE WHEN i % 2 = 0 THEN 'eu' ELSE 'us' END, jsonb_
   FROM generate_series(1, 500) i;
 "#;
 
-fn discover(dir: &Path, tap_config: &Path) -> Value {
-    let out = std::process::Command::new(bin("tap-postgres"))
-        .arg("--config")
-        .arg(tap_config)
-        .arg("--discover")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let catalog: Value = serde_json::from_slice(&out.stdout).unwrap();
-    write_json(dir, "discovered.json", &catalog);
-    catalog
-}
-
-/// Selects `streams` (id, method, replication key) in `catalog`.
-fn select(catalog: &Value, streams: &[(&str, &str, Option<&str>)]) -> Value {
-    let mut out = Vec::new();
-    for (id, method, key) in streams {
-        let mut s = catalog["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["tap_stream_id"] == *id)
-            .unwrap()
-            .clone();
-        let md = &mut s["metadata"].as_array_mut().unwrap()[0]["metadata"];
-        md["selected"] = json!(true);
-        md["replication-method"] = json!(method);
-        if let Some(k) = key {
-            md["replication-key"] = json!(k);
-        }
-        out.push(s);
-    }
-    json!({ "streams": out })
-}
-
-/// Each row's text form, in key order, of `select` on `db`.
-async fn rows(db: &TestDb, select: &str) -> Vec<String> {
-    db.query_json(&format!("SELECT t::text AS row FROM ({select}) t"))
-        .await
-        .into_iter()
-        .map(|r| r["row"].as_str().unwrap().to_string())
-        .collect()
-}
-
 const COLUMNS: &str = "id, small, big, num, anynum, real4, dbl, flag, txt, vc, ch, u, j, jb, bin, d, ts, tz, tm, ttz, \
                        iv, m::text, ip, cash, bits, r, ints, texts, updated_at";
 
-/// Panics, showing where the first difference is, unless equal.
-fn same_rows(what: &str, target: Vec<String>, source: Vec<String>) {
-    for (t, s) in target.iter().zip(&source) {
-        if t != s {
-            let at = t.bytes().zip(s.bytes()).take_while(|(a, b)| a == b).count();
-            let from = at.saturating_sub(40);
-            panic!(
-                "{what}: rows differ at byte {at}:\n target …{}\n source …{}",
-                &t[t.floor_char_boundary(from)..t.floor_char_boundary((at + 60).min(t.len()))],
-                &s[s.floor_char_boundary(from)..s.floor_char_boundary((at + 60).min(s.len()))]
-            );
-        }
-    }
-    assert_eq!(target.len(), source.len(), "{what}: row counts differ");
-}
-
 async fn assert_same(source: &TestDb, target: &TestDb) {
-    same_rows(
-        "everything",
-        rows(
-            target,
-            &format!("SELECT {COLUMNS} FROM src.everything ORDER BY id"),
-        )
-        .await,
-        rows(
-            source,
-            &format!("SELECT {COLUMNS} FROM everything ORDER BY id"),
-        )
-        .await,
-    );
-    same_rows(
-        "events",
-        rows(
-            target,
-            "SELECT id, region, payload FROM src.events ORDER BY id, region",
-        )
-        .await,
-        rows(
-            source,
-            "SELECT id, region, payload FROM events ORDER BY id, region",
-        )
-        .await,
-    );
+    assert_same_rows(
+        source,
+        &format!("SELECT {COLUMNS} FROM everything ORDER BY id"),
+        target,
+        &format!("SELECT {COLUMNS} FROM src.everything ORDER BY id"),
+    )
+    .await;
+    assert_same_rows(
+        source,
+        "SELECT id, region, payload FROM events ORDER BY id, region",
+        target,
+        "SELECT id, region, payload FROM src.events ORDER BY id, region",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -141,7 +63,7 @@ async fn full_table_and_incremental_come_back_exactly() {
     t["default_target_schema"] = json!("src");
     let target_cfg = write_json(dir.path(), "target.json", &t);
     let catalog = select(
-        &discover(dir.path(), &tap_cfg),
+        &discover(&tap_cfg),
         &[
             ("public-everything", "INCREMENTAL", Some("updated_at")),
             ("public-events", "FULL_TABLE", None),
@@ -192,7 +114,7 @@ async fn log_based_initial_copy_and_changes_come_back_exactly() {
     t["hard_delete"] = json!(true);
     let target_cfg = write_json(dir.path(), "target.json", &t);
     let catalog = select(
-        &discover(dir.path(), &tap_cfg),
+        &discover(&tap_cfg),
         &[
             ("public-everything", "LOG_BASED", None),
             ("public-events", "LOG_BASED", None),
