@@ -26,9 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{LoadMethod, TargetConfig};
 use crate::encode::{Layout, RecordMeta, RowEncoder};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Batch, Work};
 use crate::schema::StreamSpec;
 use crate::state::StateTracker;
+use crate::work::{Batch, Work};
 
 struct Stream {
     name: String,
@@ -61,9 +61,6 @@ pub struct Converter {
     /// Under `overwrite`, the newest released state, printed after the
     /// swap at the end.
     held: Option<String>,
-    /// The first error from the idle hook, reported instead of the I/O
-    /// error the reader sees.
-    pub failed: Option<Error>,
 }
 
 impl Converter {
@@ -79,7 +76,6 @@ impl Converter {
             clock: Clock::default(),
             lines_since_check: 0,
             held: None,
-            failed: None,
         }
     }
 
@@ -358,8 +354,9 @@ impl Converter {
     }
 }
 
-/// The loader has stopped; its own error is the one to report.
-pub fn aborted() -> Error {
+/// The loader has stopped; its own error is the one reported (see
+/// [`crate::pipeline`]), so this one is never shown.
+fn aborted() -> Error {
     Error::new(ErrorKind::Io, "the loader stopped")
 }
 
