@@ -67,3 +67,40 @@ async fn time_extracted_cannot_inject_copy_lines() {
         ]
     );
 }
+
+/// A SCHEMA without `properties` used to create a zero-column table; its
+/// first RECORD then failed with the server's `syntax error at or near
+/// ")"`, naming no line.
+#[tokio::test]
+async fn a_schema_without_properties_is_rejected_at_its_line() {
+    let db = pg_testkit::cluster().create_database().await;
+    for (schema, expected) in [
+        (json!({"type": "object"}), "has no \"properties\" object"),
+        (
+            json!({"type": "object", "properties": []}),
+            "has no \"properties\" object",
+        ),
+        (
+            json!({"type": "object", "properties": {}}),
+            "defines no columns",
+        ),
+    ] {
+        let input = lines(&[
+            state(json!({"s": 0})),
+            json!({"type": "SCHEMA", "stream": "public-u", "schema": schema, "key_properties": []}),
+            record("public-u", json!({"id": 1})),
+        ]);
+        let r = run(&db, json!({"primary_key_required": false}), &input);
+        assert_eq!(r.stdout, "{\"s\":0}\n");
+        let msg = r.failure();
+        assert!(
+            msg.contains("stream public-u, line 2") && msg.contains(expected),
+            "{msg}"
+        );
+    }
+    assert_eq!(
+        db.query_json("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'tgt'")
+            .await,
+        vec![json!({"n": 0})]
+    );
+}
