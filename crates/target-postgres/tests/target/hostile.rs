@@ -104,3 +104,62 @@ async fn a_schema_without_properties_is_rejected_at_its_line() {
         vec![json!({"n": 0})]
     );
 }
+
+/// A lone surrogate (`"a\ud800b"`) is not a Unicode character, so no
+/// PostgreSQL text can hold it. It used to become U+FFFD silently with
+/// `validate_records: false` and an error without a column with `true`.
+/// Now both fail naming line and column; a valid pair loads exactly, and a
+/// property the schema does not have is ignored in both modes.
+#[tokio::test]
+async fn lone_surrogates_fail_naming_line_and_column_whatever_validate_records() {
+    let schema = schema(
+        "public-s",
+        json!({"id": {"type": "integer"}, "name": {"type": ["null", "string"]},
+               "doc": {"type": ["null", "object"]},
+               "tags": {"type": ["null", "array"], "items": {"type": "string"}}}),
+        &["id"],
+    )
+    .to_string();
+    let rec = |body: &str| format!(r#"{{"type":"RECORD","stream":"public-s","record":{body}}}"#);
+    let good = [
+        rec(
+            r#"{"id":1,"name":"a\ud83d\ude00b","doc":{"k":"\ud83d\ude00"},"tags":["\ud83d\ude00"]}"#,
+        ),
+        rec(r#"{"id":2,"name":"x","other":"a\ud800b"}"#),
+    ];
+    for validate in [false, true] {
+        let cfg = json!({"validate_records": validate, "batch_size_rows": 2});
+        let db = pg_testkit::cluster().create_database().await;
+        for (body, column) in [
+            (r#"{"id":3,"name":"a\ud800b"}"#, "name"),
+            (r#"{"id":3,"name":"a\udc00b"}"#, "name"),
+            (r#"{"id":3,"name":"a\ud800\u0041"}"#, "name"),
+            (r#"{"id":3,"doc":{"k":"\ud800"}}"#, "doc"),
+            (r#"{"id":3,"tags":["\udfff"]}"#, "tags"),
+        ] {
+            let input = format!(
+                "{schema}\n{}\n{}\n{{\"type\":\"STATE\",\"value\":1}}\n{}\n{{\"type\":\"STATE\",\"value\":2}}\n",
+                good[0],
+                good[1],
+                rec(body)
+            );
+            let r = run(&db, cfg.clone(), &input);
+            assert_eq!(r.stdout, "1\n", "validate {validate}, {body}");
+            let msg = r.failure();
+            assert!(
+                msg.contains(&format!("stream public-s, line 5, column {column}"))
+                    && msg.contains("lone surrogate"),
+                "validate {validate}, {body}: {msg}"
+            );
+            assert_eq!(
+                db.query_json("SELECT id, name, doc, tags FROM tgt.s ORDER BY id")
+                    .await,
+                vec![
+                    json!({"id": 1, "name": "a😀b", "doc": {"k": "😀"}, "tags": ["😀"]}),
+                    json!({"id": 2, "name": "x", "doc": null, "tags": null}),
+                ],
+                "validate {validate}"
+            );
+        }
+    }
+}
