@@ -250,7 +250,7 @@ async fn sync_stream<W: Write>(
         ReplicationMethod::FullTable => {
             let key = table.resume_key.clone();
             let plan = StreamPlan::new(table, &selected, &key, &ctx.config.values);
-            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE").await
+            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE", None).await
         }
         ReplicationMethod::Incremental => {
             let key = entry
