@@ -187,8 +187,13 @@ pub async fn run<W: Write>(
             .map_err(crate::read::explain_lost_connection)
             .with_context(|| format!("stream {id}"))?;
     }
-    let mut databases: Vec<String> = log_streams.iter().map(|(d, _)| d.clone()).collect();
-    databases.dedup();
+    // Each database once, in the order of its first stream.
+    let mut databases: Vec<String> = Vec::new();
+    for (d, _) in &log_streams {
+        if !databases.contains(d) {
+            databases.push(d.clone());
+        }
+    }
     for db in databases {
         let streams: Vec<LogStream<'_>> = log_streams
             .iter()

@@ -85,7 +85,7 @@ pub async fn check_slot_health(client: &Client, slot: &Slot) -> anyhow::Result<(
     let keep: Option<i64> = client
         .query_one(
             "SELECT CASE WHEN current_setting('server_version_num')::int >= 130000 \
-             THEN pg_size_bytes(current_setting('max_slot_wal_keep_size') || 'MB') END",
+             THEN pg_size_bytes(current_setting('max_slot_wal_keep_size')) END",
             &[],
         )
         .await?
