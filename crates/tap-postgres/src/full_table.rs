@@ -31,13 +31,15 @@ pub const LAST_PK_FETCHED: &str = "last_pk_fetched";
 
 /// Copies `plan`'s table, resuming after the bookmarked key. `method` is
 /// the bookmark's `last_replication_method`: `FULL_TABLE`, or `LOG_BASED`
-/// for the initial copy of a LOG_BASED stream.
+/// for the initial copy of a LOG_BASED stream, which reads in the
+/// `snapshot` a replication slot exported (see `log_based::snapshot`).
 pub async fn sync<W: Write>(
     ctx: &mut Ctx<'_, W>,
     client: &mut Client,
     plan: &StreamPlan,
     key: &[String],
     method: &str,
+    exported: Option<&str>,
 ) -> anyhow::Result<()> {
     let id = plan.stream.clone();
     let bookmark = ctx.state.bookmark(&id).cloned().unwrap_or_default();
@@ -74,6 +76,13 @@ pub async fn sync<W: Write>(
     }
 
     let tx = snapshot(client).await?;
+    if let Some(name) = exported {
+        tx.batch_execute(&format!(
+            "SET TRANSACTION SNAPSHOT {}",
+            pg::quote_literal(name)?
+        ))
+        .await?;
+    }
     let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
     let select = plan.select_list();
     let key_positions: Vec<usize> = key

@@ -187,8 +187,13 @@ pub async fn run<W: Write>(
             .map_err(crate::read::explain_lost_connection)
             .with_context(|| format!("stream {id}"))?;
     }
-    let mut databases: Vec<String> = log_streams.iter().map(|(d, _)| d.clone()).collect();
-    databases.dedup();
+    // Each database once, in the order of its first stream.
+    let mut databases: Vec<String> = Vec::new();
+    for (d, _) in &log_streams {
+        if !databases.contains(d) {
+            databases.push(d.clone());
+        }
+    }
     for db in databases {
         let streams: Vec<LogStream<'_>> = log_streams
             .iter()
@@ -250,7 +255,7 @@ async fn sync_stream<W: Write>(
         ReplicationMethod::FullTable => {
             let key = table.resume_key.clone();
             let plan = StreamPlan::new(table, &selected, &key, &ctx.config.values);
-            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE").await
+            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE", None).await
         }
         ReplicationMethod::Incremental => {
             let key = entry

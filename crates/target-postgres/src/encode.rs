@@ -164,7 +164,7 @@ impl Layout {
             by_property,
             groups,
             key: spec.key.clone(),
-            deleted_at: spec.meta_index(Meta::DeletedAt),
+            deleted_at: spec.deleted_at_index(),
         }
     }
 
