@@ -63,8 +63,8 @@ use serde_json::{json, Value};
 use singer::{CatalogEntry, Metric, TimeExtracted};
 use tokio_postgres::Client;
 
-use crate::discovery::{discover, stream_schema, Column, Filter, Table};
-use crate::encode::{write_str, Encoder, Replaced, SESSION_SETTINGS};
+use crate::discovery::{discover, stream_schema_widened, Column, Filter, Table};
+use crate::encode::{write_str, Encoder, Replaced, Widen, SESSION_SETTINGS};
 use crate::full_table::{self, LAST_PK_FETCHED};
 use crate::progress::Progress;
 use crate::rows::StreamPlan;
@@ -179,7 +179,15 @@ impl Live {
             .iter()
             .filter(|c| self.selected.contains(&c.name))
             .collect();
-        let mut schema = stream_schema(&self.table, &cols, opts);
+        let widen = |c: &Column| {
+            self.encoders
+                .get(&c.name)
+                .map_or(Widen::NONE, |(e, _)| e.widened())
+        };
+        let mut schema = stream_schema_widened(&self.table, &cols, opts, widen);
+        for (e, _) in self.encoders.values() {
+            e.announce();
+        }
         let props = schema["properties"].as_object_mut().expect("properties");
         props.insert(
             "_sdc_lsn".into(),
@@ -190,6 +198,14 @@ impl Live {
             json!({"type": ["null", "string"], "format": "date-time"}),
         );
         schema
+    }
+
+    /// A value of the change just encoded needed more than the last SCHEMA
+    /// said: a widened one must precede its record (see `encode::Widen`).
+    fn needs_wider_schema(&self) -> bool {
+        self.encoders
+            .values()
+            .any(|(e, streamed)| *streamed && e.needs_announcement())
     }
 }
 
@@ -814,6 +830,16 @@ fn write_change<'a, W: Write>(
 ) -> anyhow::Result<u64> {
     let mut n = 0;
     let mut emit = |ctx: &mut Ctx<'_, W>, l: &mut Live, out: &[u8]| -> anyhow::Result<()> {
+        if l.needs_wider_schema() {
+            let key: Vec<&String> = l
+                .table
+                .primary_key
+                .iter()
+                .filter(|k| l.selected.contains(k))
+                .collect();
+            let schema = l.schema(&ctx.config.values);
+            ctx.writer.write_schema(&l.id, &schema, &key, &["lsn"])?;
+        }
         ctx.writer
             .write_record_raw(&l.id, out, Some(l.version), Some(&txn.extracted))?;
         l.records += 1;

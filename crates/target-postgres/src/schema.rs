@@ -117,6 +117,9 @@ pub struct ColumnSpec {
     pub fallback_type: String,
     /// `contentEncoding` of a string property.
     pub encoding: BinaryEncoding,
+    /// The property's strings hold JSON text (`contentMediaType:
+    /// application/json`): a json/jsonb column loads their content.
+    pub json_text: bool,
     /// Which metadata column this is, if it is one.
     pub meta: Option<Meta>,
 }
@@ -197,6 +200,7 @@ impl StreamSpec {
                     sql_type: meta.sql_type().to_owned(),
                     fallback_type: meta.sql_type().to_owned(),
                     encoding: BinaryEncoding::Hex,
+                    json_text: false,
                     meta: Some(meta),
                 });
             }
@@ -320,6 +324,8 @@ fn push_properties(
             Some(e) if e.eq_ignore_ascii_case("base64") => BinaryEncoding::Base64,
             _ => BinaryEncoding::Hex,
         };
+        let json_text =
+            schema.get("contentMediaType").and_then(Value::as_str) == Some("application/json");
         let flat = path.join("__");
         columns.push(ColumnSpec {
             name: short_name(&flat),
@@ -328,6 +334,7 @@ fn push_properties(
             sql_type,
             fallback_type,
             encoding,
+            json_text,
             meta: None,
         });
     }
