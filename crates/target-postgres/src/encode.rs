@@ -30,6 +30,16 @@
 //!   that is `null` makes every column under it NULL, and any other value
 //!   (a string, an array) is an error.
 //!
+//! What reaches the COPY text, and why none of it can add a tab, a newline
+//! or a backslash of its own (issue #10 audit): JSON strings, arrays,
+//! hstore and JSON text go through the escaping functions below; bytea is
+//! hex checked digit by digit; numbers and `true`/`false` are JSON tokens
+//! (no whitespace or backslash in them); `version` is an `i64`;
+//! `_sdc_received_at`/`_sdc_batched_at` are formatted here; and
+//! `time_extracted` is parsed by the converter and written back in
+//! canonical RFC 3339 ([`RecordMeta::time_extracted`]) — it used to be
+//! copied raw, so a crafted one could add or delete rows.
+//!
 //! Invariant: on error nothing is appended to `out` (the line is assembled
 //! only after every value has been encoded).
 
@@ -202,7 +212,8 @@ struct Group {
 /// The envelope facts a metadata column may need.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RecordMeta<'a> {
-    /// `time_extracted` as written.
+    /// `time_extracted`, parsed and written back in canonical RFC 3339
+    /// (UTC): it is copied into the COPY text as it is.
     pub time_extracted: Option<&'a str>,
     /// `version`.
     pub version: Option<i64>,

@@ -23,14 +23,13 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::batch::aborted;
 use crate::config::{LoadMethod, TargetConfig};
 use crate::copy_in;
 use crate::ddl;
 use crate::error::{Error, Result};
 use crate::merge::{self, MergeShape};
-use crate::pipeline::{Batch, Work};
 use crate::schema::{short_name, Meta, StreamSpec};
+use crate::work::{Batch, Finished, Work};
 
 struct Table {
     spec: Arc<StreamSpec>,
@@ -68,12 +67,12 @@ impl Loader {
         }
     }
 
-    /// Handles work until [`Work::End`]; an error or a queue closed early
+    /// Handles work until [`Work::End`] or a queue closed early; an error
     /// stops it.
-    pub async fn run(&mut self, mut rx: mpsc::Receiver<Work>) -> Result<()> {
+    pub async fn run(&mut self, mut rx: mpsc::Receiver<Work>) -> Result<Finished> {
         loop {
             let Some(work) = rx.recv().await else {
-                return Err(aborted());
+                return Ok(Finished::Abandoned);
             };
             match work {
                 Work::Table {
@@ -103,7 +102,7 @@ impl Loader {
                     if let Some(state) = last {
                         self.print(state)?;
                     }
-                    return Ok(());
+                    return Ok(Finished::Done);
                 }
             }
         }

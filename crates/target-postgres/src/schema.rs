@@ -186,12 +186,16 @@ impl StreamSpec {
             short_name(&config.target_schema(source_schema)),
             short_name(&table_name),
         );
-        let empty = Map::new();
         let properties = msg
             .schema
             .get("properties")
             .and_then(Value::as_object)
-            .unwrap_or(&empty);
+            .ok_or_else(|| {
+                Error::input(
+                    "SCHEMA has no \"properties\" object, so it defines no columns \
+                     (a table needs at least one)",
+                )
+            })?;
         let mut columns = Vec::with_capacity(properties.len() + 6);
         push_properties(&mut columns, properties, &[], config);
         if config.metadata_columns {
@@ -207,6 +211,12 @@ impl StreamSpec {
                     meta: Some(meta),
                 });
             }
+        }
+        if columns.is_empty() {
+            return Err(Error::input(
+                "SCHEMA defines no columns: its \"properties\" is empty \
+                 (a table needs at least one)",
+            ));
         }
         for (i, a) in columns.iter().enumerate() {
             if let Some(b) = columns[..i].iter().find(|b| b.name == a.name) {
