@@ -20,7 +20,7 @@
 //! | date | `2024-02-29` | `"2024-02-29"` |
 //! | timestamp | `2024-02-29 10:11:12.5` | `"2024-02-29T10:11:12.5+00:00"` (offset per option) |
 //! | timestamptz | `2024-02-29 10:11:12.5+00` | `"2024-02-29T10:11:12.5+00:00"` |
-//! | time | `10:11:12` | `"10:11:12+00:00"` (offset per option) |
+//! | time | `24:00:00` | `"24:00:00"` |
 //! | timetz | `10:11:12.345+03` | `"10:11:12.345+03:00"` |
 //! | out of RFC 3339 (year > 9999, BC, ±infinity) | `infinity` | per [`OutOfRange`] |
 //! | arrays | `{{1,2},{3,NULL}}` | `[[1,2],[3,null]]` |
@@ -32,8 +32,8 @@
 //! Narrow schemas, widened on demand: a column's schema starts narrow (what
 //! every common target and validator takes natively). A value the narrow
 //! schema cannot describe — NaN/±Infinity under `special_numbers: string`,
-//! a date outside RFC 3339 under `out_of_range_dates: string`, `24:00:00`,
-//! a multi-dimensional array, a json value that is the JSON literal `null`
+//! a date outside RFC 3339 under `out_of_range_dates: string`, a
+//! multi-dimensional array, a json value that is the JSON literal `null`
 //! — sets a [`Widen`] flag on its column's [`Encoder`]; the stream's SCHEMA
 //! is written again, widened, before the record holding it (see
 //! `rows::StreamPlan::widen_schema`). So every record matches the last
@@ -160,9 +160,9 @@ impl Widen {
     pub const NONE: Widen = Widen(0);
     /// A NaN/±Infinity written as a string: `number` also allows `string`.
     pub const SPECIAL_NUMBER: Widen = Widen(1);
-    /// A date, timestamp or time RFC 3339 cannot carry (year > 9999, BC,
-    /// `infinity`, `24:00:00`, an offset with seconds), written in
-    /// PostgreSQL's spelling: the `format` is dropped.
+    /// A date or timestamp RFC 3339 cannot carry (year > 9999, BC,
+    /// `infinity`), written in PostgreSQL's spelling: the `format` is
+    /// dropped.
     pub const NO_FORMAT: Widen = Widen(2);
     /// An array of more than one dimension: items may be arrays.
     pub const NESTED_ARRAY: Widen = Widen(4);
@@ -343,7 +343,7 @@ fn encode_kind(
         Kind::Timestamp | Kind::TimestampTz => {
             encode_timestamp(kind, opts, text, out, replaced, widen)?
         }
-        Kind::Time | Kind::TimeTz => write_time(kind, opts, text, out, widen),
+        Kind::Time | Kind::TimeTz => write_time(kind, text, out),
         Kind::Text { .. } | Kind::Uuid | Kind::Other => write_str(out, text),
         Kind::Array { element, delimiter } => {
             ArrayParser {
@@ -427,32 +427,20 @@ pub fn write_json(text: &str, out: &mut Vec<u8>, widen: &mut Widen) {
     }
 }
 
-/// A time or timetz text output. `time` gets `+00:00` with
-/// `naive_timestamp_offset` (RFC 3339's `full-time` needs an offset;
-/// PostgreSQL ignores an offset given to a `time`); timetz's `+HH` becomes
-/// `+HH:MM`. `24:00:00` and offsets with seconds, which RFC 3339 cannot
-/// carry, are written as they are and widen the schema (no `format`).
-pub fn write_time(
-    kind: &Kind,
-    opts: &ValueOptions,
-    text: &str,
-    out: &mut Vec<u8>,
-    widen: &mut Widen,
-) {
-    let mut s = String::with_capacity(text.len() + 6);
-    s.push_str(text);
+/// A time or timetz text output, as PostgreSQL wrote it; timetz's `+HH`
+/// becomes `+HH:MM`. (Their schema has no `format: time`: no value can
+/// satisfy both RFC 3339's `full-time`, which needs an offset, and
+/// singer-check-tap's `%H:%M:%S`, which allows neither offset nor
+/// fraction.)
+pub fn write_time(kind: &Kind, text: &str, out: &mut Vec<u8>) {
     if *kind == Kind::TimeTz {
+        let mut s = String::with_capacity(text.len() + 3);
+        s.push_str(text);
         normalize_offset(&mut s, text.rfind(['+', '-']));
-    } else if opts.naive_timestamp_offset {
-        s.push_str("+00:00");
+        write_str(out, &s);
+    } else {
+        write_str(out, text);
     }
-    let rfc3339 = text.as_bytes().get(..2).is_some_and(|h| h < &b"24"[..])
-        && (*kind == Kind::TimeTz || opts.naive_timestamp_offset)
-        && s.rfind(['+', '-']).is_some_and(|i| s.len() - i == 6);
-    if !rfc3339 {
-        *widen = widen.union(Widen::NO_FORMAT);
-    }
-    write_str(out, &s);
 }
 
 /// Writes `spelled` as a string (adding `flag` to `widen`), or null
@@ -871,13 +859,7 @@ mod tests {
         );
         assert_eq!(enc(Kind::Date, "0044-03-15 BC"), "\"0044-03-15 BC\"");
         assert_eq!(enc(Kind::Date, "2024-02-29"), "\"2024-02-29\"");
-        // time gets the offset RFC 3339 wants; PostgreSQL ignores it on input.
-        assert_eq!(enc(Kind::Time, "10:11:12.5"), "\"10:11:12.5+00:00\"");
-        assert_eq!(enc(Kind::Time, "24:00:00"), "\"24:00:00+00:00\"");
-        assert_eq!(
-            enc_with(Kind::Time, naive, "24:00:00").unwrap(),
-            "\"24:00:00\""
-        );
+        assert_eq!(enc(Kind::Time, "24:00:00"), "\"24:00:00\"");
         assert_eq!(
             enc(Kind::TimeTz, "10:11:12.345+03"),
             "\"10:11:12.345+03:00\""
@@ -923,8 +905,8 @@ mod tests {
             (Kind::Numeric, "12.50"),
             (Kind::Date, "2024-02-29"),
             (Kind::TimestampTz, "2024-02-29 10:11:12+00"),
-            (Kind::Time, "23:59:59.999999"),
-            (Kind::TimeTz, "10:11:12+05:30"),
+            (Kind::Time, "24:00:00"),
+            (Kind::TimeTz, "10:11:12+05:30:15"),
             (Kind::Json, "{\"a\": null}"),
             (Kind::Json, "\"null\""),
         ] {
@@ -940,9 +922,6 @@ mod tests {
             (Kind::Date, "infinity", Widen::NO_FORMAT),
             (Kind::Date, "0044-03-15 BC", Widen::NO_FORMAT),
             (Kind::Timestamp, "10000-01-01 00:00:00", Widen::NO_FORMAT),
-            (Kind::Time, "24:00:00", Widen::NO_FORMAT),
-            (Kind::TimeTz, "24:00:00+00", Widen::NO_FORMAT),
-            (Kind::TimeTz, "10:11:12+05:30:15", Widen::NO_FORMAT),
             (Kind::Json, " null", Widen::JSON_TEXT),
         ] {
             assert_eq!(widen_of(kind.clone(), d, text), widen, "{kind:?} {text}");

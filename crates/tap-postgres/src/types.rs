@@ -193,12 +193,12 @@ pub fn kind_of(types: &dyn TypeLookup, type_oid: u32, typmod: i32) -> Kind {
 /// `widen` says the values so far needed.
 ///
 /// Narrow means what every common Singer target and validator takes
-/// natively: numbers are `number` only, `format: date`/`date-time`/`time`
-/// only for values RFC 3339 carries, array items are the element's schema
+/// natively: numbers are `number` only, `format: date`/`date-time` only
+/// for values RFC 3339 carries (time has none), array items are the element's schema
 /// (no nested arrays), json is any JSON with `items: {}` (singer-python's
 /// Transformer needs `items` for `array`). A value that needs more widens
 /// the column ([`Widen`]): `number` + `string` for NaN/±Infinity, no
-/// `format` for `infinity`/BC/year > 9999/`24:00:00`, items that may be
+/// `format` for `infinity`/BC/year > 9999, items that may be
 /// arrays, and for json, JSON text in strings (`contentMediaType:
 /// application/json`) once a value is the JSON literal `null`.
 pub fn column_schema(
@@ -278,11 +278,9 @@ fn kind_schema(kind: &Kind, nullable: bool, opts: &ValueOptions, widen: Widen) -
         }),
         Kind::Date => formatted("date"),
         Kind::Timestamp | Kind::TimestampTz => formatted("date-time"),
-        // Without the offset a `time` is not RFC 3339's full-time.
-        Kind::Time if !opts.naive_timestamp_offset => {
-            json!({ "type": types(nullable, &["string"]) })
-        }
-        Kind::Time | Kind::TimeTz => formatted("time"),
+        // No `format: time`: RFC 3339 validators want an offset, which
+        // singer-check-tap (`%H:%M:%S`) rejects, as it rejects fractions.
+        Kind::Time | Kind::TimeTz => json!({ "type": types(nullable, &["string"]) }),
         Kind::Other => json!({ "type": types(nullable, &["string"]) }),
         Kind::Array { element, .. } => {
             // More than one dimension seen: an item is an element or a nested array.
@@ -290,6 +288,10 @@ fn kind_schema(kind: &Kind, nullable: bool, opts: &ValueOptions, widen: Widen) -
             if widen.contains(Widen::NESTED_ARRAY) {
                 if let Some(Value::Array(t)) = item.get_mut("type") {
                     t.push("array".into());
+                }
+                // singer-python's Transformer needs `items` wherever `array` is.
+                if let Value::Object(m) = &mut item {
+                    m.insert("items".into(), json!({}));
                 }
             }
             json!({ "type": types(nullable, &["array"]), "items": item })

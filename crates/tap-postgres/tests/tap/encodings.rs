@@ -65,7 +65,7 @@ async fn every_type_gives_its_exact_json() {
             r#""c_uuid":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11","c_json":{"a": [1, 2.50], "b": "x"},"#,
             r#""c_jsonb":{"k": 1.10},"c_hstore":{"a":"1","b c":null},"c_bytea":"00ff10","#,
             r#""c_date":"2024-02-29","c_ts":"2024-02-29T10:11:12.123456+00:00","#,
-            r#""c_tstz":"2024-02-29T04:41:12.5+00:00","c_time":"24:00:00+00:00","c_timetz":"10:11:12.345+03:00","#,
+            r#""c_tstz":"2024-02-29T04:41:12.5+00:00","c_time":"24:00:00","c_timetz":"10:11:12.345+03:00","#,
             r#""c_interval":"1 year 2 mons 3 days 04:05:06.5","c_mood":"happy","c_dom":5.50,"#,
             r#""c_inet":"192.168.0.1/24","c_money":"$12.34","c_bit":"101","c_varbit":"1","c_point":"(1.5,2)","#,
             r#""c_range":"[1,5)","c_xml":"<a>x</a>","c_tsv":"'cat' 'fat'","c_ints":[[1,2],[3,null]],"#,
@@ -76,7 +76,7 @@ async fn every_type_gives_its_exact_json() {
             r#"{"id":2,"c_small":null,"c_big":null,"c_num":null,"c_numx":"NaN","c_real":"Infinity","#,
             r#""c_double":"-Infinity","c_bool":false,"c_text":"","c_vc":"","c_ch":"    ","c_uuid":null,"#,
             r#""c_json":"null","c_jsonb":"str","c_hstore":{},"c_bytea":"","c_date":"0044-03-15 BC","#,
-            r#""c_ts":"infinity","c_tstz":"-infinity","c_time":"00:00:00+00:00","c_timetz":"00:00:00-08:00","#,
+            r#""c_ts":"infinity","c_tstz":"-infinity","c_time":"00:00:00","c_timetz":"00:00:00-08:00","#,
             r#""c_interval":"-1 days","c_mood":null,"c_dom":null,"c_inet":null,"c_money":null,"c_bit":null,"#,
             r#""c_varbit":null,"c_point":null,"c_range":"empty","c_xml":null,"c_tsv":null,"c_ints":[],"#,
             r#""c_texts":null,"c_nums":null,"c_tstzs":null,"c_jsonbs":null}"#
@@ -86,7 +86,7 @@ async fn every_type_gives_its_exact_json() {
             r#""c_real":-0.0,"c_double":1e+300,"c_bool":null,"c_text":null,"c_vc":null,"c_ch":null,"#,
             r#""c_uuid":null,"c_json":null,"c_jsonb":null,"c_hstore":null,"c_bytea":null,"#,
             r#""c_date":"10000-01-01","c_ts":"10000-01-01T00:00:00+00:00","#,
-            r#""c_tstz":"0001-01-01T00:00:00+00:00 BC","c_time":"23:59:59.999999+00:00","#,
+            r#""c_tstz":"0001-01-01T00:00:00+00:00 BC","c_time":"23:59:59.999999","#,
             r#""c_timetz":"23:59:59.999999+14:59","c_interval":null,"c_mood":null,"c_dom":null,"#,
             r#""c_inet":null,"c_money":null,"c_bit":null,"c_varbit":null,"c_point":null,"c_range":null,"#,
             r#""c_xml":null,"c_tsv":null,"c_ints":[7,8],"c_texts":null,"c_nums":null,"c_tstzs":null,"c_jsonbs":null}"#
@@ -122,12 +122,8 @@ async fn every_type_gives_its_exact_json() {
             json!({"type": ["null", "string"], "x-sql-datatype": "date"}),
         ),
         (
-            "c_time",
-            json!({"type": ["null", "string"], "x-sql-datatype": "time without time zone"}),
-        ),
-        (
             "c_ints",
-            json!({"type": ["null", "array"], "items": {"type": ["null", "integer", "array"], "minimum": -2147483648i64, "maximum": 2147483647}, "x-sql-datatype": "integer[]"}),
+            json!({"type": ["null", "array"], "items": {"type": ["null", "integer", "array"], "minimum": -2147483648i64, "maximum": 2147483647, "items": {}}, "x-sql-datatype": "integer[]"}),
         ),
         (
             "c_tstzs",
@@ -137,10 +133,6 @@ async fn every_type_gives_its_exact_json() {
         (
             "c_num",
             json!({"type": ["null", "number"], "x-sql-datatype": "numeric(12,2)"}),
-        ),
-        (
-            "c_timetz",
-            json!({"type": ["null", "string"], "format": "time", "x-sql-datatype": "time with time zone"}),
         ),
     ];
     for (name, expected) in wide {
@@ -197,7 +189,7 @@ async fn every_type_gives_its_exact_json() {
         ),
         (
             "c_timetz",
-            json!({"type": ["null", "string"], "format": "time", "x-sql-datatype": "time with time zone"}),
+            json!({"type": ["null", "string"], "x-sql-datatype": "time with time zone"}),
         ),
         (
             "c_interval",
@@ -221,7 +213,7 @@ async fn every_type_gives_its_exact_json() {
         ),
         (
             "c_time",
-            json!({"type": ["null", "string"], "format": "time", "x-sql-datatype": "time without time zone"}),
+            json!({"type": ["null", "string"], "x-sql-datatype": "time without time zone"}),
         ),
     ];
     for (name, expected) in cases {
