@@ -90,6 +90,7 @@ pub async fn sync<W: Write>(
         .map(|k| plan.position(k).expect("key columns are in the plan"))
         .collect();
     let mut encoder = RowEncoder::new(plan);
+    let opts = ctx.config.values;
     let mut progress = Progress::new(
         &id,
         "rows",
@@ -124,6 +125,7 @@ pub async fn sync<W: Write>(
         let state = &mut ctx.state;
         let rows = copy_lines(&tx, &query, |line| {
             let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
+            plan.widen_schema(writer, &opts, &[])?;
             writer.write_record_raw(&id, record, Some(version), Some(&time))?;
             progress.row();
             since_state += 1;
@@ -173,7 +175,7 @@ pub fn report_replaced(id: &str, encoder: &RowEncoder<'_>) {
     }
     if r.json_null > 0 {
         tracing::warn!(
-            "stream {id}: {} json/jsonb values were the JSON literal null; written as null, a target reads them as SQL NULL",
+            "stream {id}: {} json/jsonb array elements were the JSON literal null; written as null, a target reads them as SQL NULL",
             r.json_null
         );
     }
