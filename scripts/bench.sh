@@ -46,7 +46,7 @@ psql -q -v ON_ERROR_STOP=1 <<SQL
 CREATE TABLE orders (id bigint PRIMARY KEY, customer_id integer, sku varchar(16),
   status text, quantity smallint, price numeric(12,2), discount double precision,
   paid boolean, created_at timestamptz, ship_date date, note text);
-INSERT INTO orders SELECT i, (i * 7919) % 100000, 'SKU-' || (i % 5000),
+INSERT INTO orders SELECT i, (i::bigint * 7919) % 100000, 'SKU-' || (i % 5000),
   (ARRAY['new', 'paid', 'shipped', 'returned'])[i % 4 + 1], i % 20 + 1,
   (i % 100000) / 100.0 + 0.01, (i % 97) / 1000.0, i % 3 <> 0,
   '2024-01-01'::timestamptz + i * interval '2.5 seconds',
