@@ -33,6 +33,11 @@ pub struct Plan<'a> {
     pub tables: String,
 }
 
+/// How long a slot held by another session is waited for.
+const SLOT_BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How often it is tried meanwhile.
+const SLOT_BUSY_POLL: Duration = Duration::from_millis(200);
+
 /// The session settings of the replication connection.
 fn gucs(timeout: &str) -> [(&'static str, &str); 6] {
     [
@@ -61,20 +66,35 @@ pub async fn start(
         None
     };
     let mut options = plugin_options(&plan.tables);
-    let stream = match rc.start_replication(plan.slot, plan.start, &options).await {
-        Ok(s) => s,
-        Err(e) if e.to_string().contains("numeric-data-types-as-string") => {
-            tracing::info!(
-                "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
-                 float and numeric columns arrive as null in LOG_BASED records"
-            );
-            options.pop();
-            ReplicationClient::connect(conn, &gucs)
-                .await?
-                .start_replication(plan.slot, plan.start, &options)
-                .await?
+    let mut waited = Duration::ZERO;
+    let stream = loop {
+        match rc.start_replication(plan.slot, plan.start, &options).await {
+            Ok(s) => break s,
+            Err(e) if e.to_string().contains("numeric-data-types-as-string") => {
+                tracing::info!(
+                    "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
+                     float and numeric columns arrive as null in LOG_BASED records"
+                );
+                options.pop();
+            }
+            // The slot is still held by a session that is ending (the
+            // previous run's walsender has not yet seen its client go), or
+            // by another run: wait a little, then report it.
+            Err(e) if e.sqlstate() == Some("55006") && waited < SLOT_BUSY_WAIT => {
+                tokio::time::sleep(SLOT_BUSY_POLL).await;
+                waited += SLOT_BUSY_POLL;
+            }
+            Err(e) if e.sqlstate() == Some("55006") => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "replication slot {:?} stayed in use by another session for {} s: \
+                     is another run of this tap still going?",
+                    plan.slot,
+                    SLOT_BUSY_WAIT.as_secs()
+                )))
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
+        rc = ReplicationClient::connect(conn, &gucs).await?;
     };
     if plan.confirm != Lsn::INVALID {
         stream.confirm(plan.confirm);
