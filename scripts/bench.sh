@@ -125,3 +125,6 @@ PY
 
 # ---- target ---------------------------------------------------------------
 BENCH_ROWS=$rows BENCH_RUNS=$runs bash "$here/bench-target.sh"
+
+# ---- thousands of streams (issue 10, item 4) --------------------------------
+bash "$here/bench-streams.sh"
