@@ -32,13 +32,15 @@ pub const LAST_PK_FETCHED: &str = "last_pk_fetched";
 
 /// Copies `plan`'s table, resuming after the bookmarked key. `method` is
 /// the bookmark's `last_replication_method`: `FULL_TABLE`, or `LOG_BASED`
-/// for the initial copy of a LOG_BASED stream.
+/// for the initial copy of a LOG_BASED stream, which reads in the
+/// `snapshot` a replication slot exported (see `log_based::snapshot`).
 pub async fn sync<W: Write>(
     ctx: &mut Ctx<'_, W>,
     client: &mut Client,
     plan: &StreamPlan,
     key: &[String],
     method: &str,
+    exported: Option<&str>,
 ) -> anyhow::Result<()> {
     let id = plan.stream.clone();
     let bookmark = ctx.state.bookmark(&id).cloned().unwrap_or_default();
@@ -75,6 +77,13 @@ pub async fn sync<W: Write>(
     }
 
     let tx = snapshot(client).await?;
+    if let Some(name) = exported {
+        tx.batch_execute(&format!(
+            "SET TRANSACTION SNAPSHOT {}",
+            pg::quote_literal(name)?
+        ))
+        .await?;
+    }
     let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
     let select = plan.binary_select_list();
     let key_positions: Vec<usize> = key
@@ -82,6 +91,7 @@ pub async fn sync<W: Write>(
         .map(|k| plan.position(k).expect("key columns are in the plan"))
         .collect();
     let mut encoder = RowEncoder::new(plan);
+    let opts = ctx.config.values;
     let mut progress = Progress::new(
         &id,
         "rows",
@@ -114,6 +124,7 @@ pub async fn sync<W: Write>(
             let record = encoder
                 .encode_binary(row, fields)
                 .map_err(anyhow::Error::from)?;
+            plan.widen_schema(writer, &opts, &[])?;
             writer.write_record_raw(&id, record, Some(version), Some(&time))?;
             progress.row();
             since_state += 1;
@@ -163,7 +174,7 @@ pub fn report_replaced(id: &str, encoder: &RowEncoder<'_>) {
     }
     if r.json_null > 0 {
         tracing::warn!(
-            "stream {id}: {} json/jsonb values were the JSON literal null; written as null, a target reads them as SQL NULL",
+            "stream {id}: {} json/jsonb array elements were the JSON literal null; written as null, a target reads them as SQL NULL",
             r.json_null
         );
     }

@@ -108,6 +108,7 @@ pub async fn sync<W: Write>(
     );
     let position = plan.position(key).expect("the key is in the plan");
     let mut encoder = RowEncoder::new(plan);
+    let opts = ctx.config.values;
     let mut progress = Progress::new(&id, "rows", ctx.config.progress_every, None);
     let interval = ctx.config.state_interval_rows;
     let time = TimeExtracted::now();
@@ -118,6 +119,7 @@ pub async fn sync<W: Write>(
         let record = encoder
             .encode_binary(row, fields)
             .map_err(anyhow::Error::from)?;
+        plan.widen_schema(writer, &opts, &[key])?;
         writer.write_record_raw(&id, record, Some(version), Some(&time))?;
         progress.row();
         let value = encoder.value(position);

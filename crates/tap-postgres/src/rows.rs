@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::binary::Wire;
 use crate::discovery::{Column, Table};
-use crate::encode::{write_str, Encoder, Replaced, ValueError, ValueOptions};
+use crate::encode::{write_str, Encoder, Replaced, ValueError, ValueOptions, Widen};
 use crate::types::Kind;
 
 /// One column of the SELECT list.
@@ -130,6 +130,54 @@ impl StreamPlan {
     /// Index in the SELECT list of column `name`.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.column.name == name)
+    }
+
+    /// Writes the stream's SCHEMA: its record columns, narrow, widened by
+    /// what their values so far needed; key properties are the primary key
+    /// columns among them. Marks that widening announced.
+    pub fn write_schema<W: std::io::Write>(
+        &self,
+        writer: &mut singer::MessageWriter<W>,
+        opts: &ValueOptions,
+        bookmark_properties: &[&str],
+    ) -> Result<(), singer::Error> {
+        let columns: Vec<&Column> = self.record_columns().collect();
+        let key: Vec<&String> = self
+            .table
+            .primary_key
+            .iter()
+            .filter(|k| columns.iter().any(|c| &c.name == *k))
+            .collect();
+        let widen = |c: &Column| {
+            self.columns
+                .iter()
+                .find(|p| p.column.name == c.name)
+                .map_or(Widen::NONE, |p| p.encoder.widened())
+        };
+        let schema = crate::discovery::stream_schema_widened(&self.table, &columns, opts, widen);
+        writer.write_schema(&self.stream, &schema, &key, bookmark_properties)?;
+        for c in &self.columns {
+            c.encoder.announce();
+        }
+        Ok(())
+    }
+
+    /// Writes a widened SCHEMA when a value of the row just encoded needed
+    /// more than the last SCHEMA said; call it before writing the record.
+    pub fn widen_schema<W: std::io::Write>(
+        &self,
+        writer: &mut singer::MessageWriter<W>,
+        opts: &ValueOptions,
+        bookmark_properties: &[&str],
+    ) -> Result<(), singer::Error> {
+        if self
+            .columns
+            .iter()
+            .any(|c| c.in_record && c.encoder.needs_announcement())
+        {
+            self.write_schema(writer, opts, bookmark_properties)?;
+        }
+        Ok(())
     }
 
     /// The record columns.

@@ -44,23 +44,15 @@ impl<W: Write> Ctx<'_, W> {
         Ok(())
     }
 
-    /// Writes the SCHEMA of `plan`'s record columns; key properties are the
-    /// primary key columns among them.
+    /// Writes the SCHEMA of `plan`'s record columns (narrow, widened by what
+    /// their values so far needed); key properties are the primary key
+    /// columns among them.
     pub fn write_schema(
         &mut self,
         plan: &StreamPlan,
         bookmark_properties: &[&str],
     ) -> anyhow::Result<()> {
-        let columns: Vec<&crate::discovery::Column> = plan.record_columns().collect();
-        let key: Vec<&String> = plan
-            .table
-            .primary_key
-            .iter()
-            .filter(|k| columns.iter().any(|c| &c.name == *k))
-            .collect();
-        let schema = crate::discovery::stream_schema(&plan.table, &columns, &self.config.values);
-        self.writer
-            .write_schema(&plan.stream, &schema, &key, bookmark_properties)?;
+        plan.write_schema(self.writer, &self.config.values, bookmark_properties)?;
         Ok(())
     }
 }
@@ -187,8 +179,13 @@ pub async fn run<W: Write>(
             .map_err(crate::read::explain_lost_connection)
             .with_context(|| format!("stream {id}"))?;
     }
-    let mut databases: Vec<String> = log_streams.iter().map(|(d, _)| d.clone()).collect();
-    databases.dedup();
+    // Each database once, in the order of its first stream.
+    let mut databases: Vec<String> = Vec::new();
+    for (d, _) in &log_streams {
+        if !databases.contains(d) {
+            databases.push(d.clone());
+        }
+    }
     for db in databases {
         let streams: Vec<LogStream<'_>> = log_streams
             .iter()
@@ -250,7 +247,7 @@ async fn sync_stream<W: Write>(
         ReplicationMethod::FullTable => {
             let key = table.resume_key.clone();
             let plan = StreamPlan::new(table, &selected, &key, &ctx.config.values);
-            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE").await
+            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE", None).await
         }
         ReplicationMethod::Incremental => {
             let key = entry

@@ -23,14 +23,13 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::batch::aborted;
 use crate::config::{LoadMethod, TargetConfig};
 use crate::copy_in;
 use crate::ddl;
 use crate::error::{Error, Result};
 use crate::merge::{self, MergeShape};
-use crate::pipeline::{Batch, Work};
 use crate::schema::{short_name, Meta, StreamSpec};
+use crate::work::{Batch, Finished, Work};
 
 struct Table {
     spec: Arc<StreamSpec>,
@@ -68,12 +67,12 @@ impl Loader {
         }
     }
 
-    /// Handles work until [`Work::End`]; an error or a queue closed early
+    /// Handles work until [`Work::End`] or a queue closed early; an error
     /// stops it.
-    pub async fn run(&mut self, mut rx: mpsc::Receiver<Work>) -> Result<()> {
+    pub async fn run(&mut self, mut rx: mpsc::Receiver<Work>) -> Result<Finished> {
         loop {
             let Some(work) = rx.recv().await else {
-                return Err(aborted());
+                return Ok(Finished::Abandoned);
             };
             match work {
                 Work::Table {
@@ -103,7 +102,7 @@ impl Loader {
                     if let Some(state) = last {
                         self.print(state)?;
                     }
-                    return Ok(());
+                    return Ok(Finished::Done);
                 }
             }
         }
@@ -227,6 +226,22 @@ impl Loader {
                 Error::database(&format!("merging the records of lines {first}–{last}"), &e)
                     .in_stream(&stream)
             })?;
+        } else if let Some(deleted_at) = keyless_deletes(&self.config, t, &batch) {
+            let stage = format!("_sdc_keyless_{}", t.generation);
+            let apply = keyless_statement(&self.config, t, &target, &stage, deleted_at)
+                .map_err(|e| e.in_stream(&stream))?;
+            tx.batch_execute(&merge::create_keyless_staging(&stage, &t.types))
+                .await
+                .map_err(|e| Error::database("preparing a batch", &e).in_stream(&stream))?;
+            let sql = merge::copy_keyless_staging(&stage, t.names.len());
+            copy_in::copy(&tx, &sql, batch.data, &batch.lines, &t.names, &stream).await?;
+            tx.batch_execute(&apply).await.map_err(|e| {
+                Error::database(
+                    &format!("applying the key-less records of lines {first}–{last}"),
+                    &e,
+                )
+                .in_stream(&stream)
+            })?;
         } else {
             let sql = merge::copy_target(&target, &t.names);
             copy_in::copy(&tx, &sql, batch.data, &batch.lines, &[], &stream).await?;
@@ -317,4 +332,31 @@ impl Loader {
         self.last_printed = Some(state);
         Ok(())
     }
+}
+
+/// The `_sdc_deleted_at` column when `batch` is of a key-less stream, not
+/// append-only, and has deletes: those apply one row at a time
+/// ([`merge::keyless_apply`]) instead of being appended.
+fn keyless_deletes(config: &TargetConfig, t: &Table, batch: &Batch) -> Option<usize> {
+    (batch.has_delete && t.spec.key.is_empty() && config.load_method != LoadMethod::AppendOnly)
+        .then(|| t.spec.deleted_at_index())
+        .flatten()
+}
+
+fn keyless_statement(
+    config: &TargetConfig,
+    t: &Table,
+    target: &pg::QualifiedName,
+    stage: &str,
+    deleted_at: usize,
+) -> Result<String> {
+    let data: Vec<usize> = (0..t.names.len())
+        .filter(|&i| t.spec.columns[i].meta.is_none() && !t.names[i].starts_with("_sdc_"))
+        .collect();
+    merge::keyless_apply(target, stage, &t.names, &data, deleted_at, config.hard_delete).ok_or_else(|| {
+        Error::new(
+            crate::error::ErrorKind::Input,
+            "a column name contains \"$sdc_keyless$\": the deletes of this key-less stream cannot be applied",
+        )
+    })
 }

@@ -82,6 +82,9 @@ async fn both_paths(db: &pg_testkit::TestDb, table: &str) -> (Vec<String>, Vec<S
     )
     .await
     .unwrap();
+    // A fresh plan: encoders remember what the SCHEMA announced so far.
+    let plan = StreamPlan::new(&tables[0], &names, &[], &ValueOptions::default());
+    let mut encoder = RowEncoder::new(&plan);
     let mut binary = Vec::new();
     let query = format!("SELECT {} {from}", plan.binary_select_list());
     copy_rows(&tx, &query, plan.columns.len(), |row, fields| {

@@ -10,3 +10,4 @@ mod errors;
 mod full_table;
 mod incremental;
 mod log_based;
+mod log_based_issue9;
