@@ -21,8 +21,9 @@ use serde_json::{Map, Value};
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
+use crate::binary::copy_rows;
 use crate::progress::Progress;
-use crate::read::{bind_values, copy_lines};
+use crate::read::bind_values;
 use crate::rows::{RowEncoder, StreamPlan};
 use crate::sync::{now_version, snapshot, Ctx};
 
@@ -84,7 +85,7 @@ pub async fn sync<W: Write>(
         .await?;
     }
     let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
-    let select = plan.select_list();
+    let select = plan.binary_select_list();
     let key_positions: Vec<usize> = key
         .iter()
         .map(|k| plan.position(k).expect("key columns are in the plan"))
@@ -107,11 +108,7 @@ pub async fn sync<W: Write>(
         let query = if key.is_empty() {
             format!("SELECT {select} FROM {table}")
         } else {
-            let order = key
-                .iter()
-                .map(|k| pg::quote_ident(k))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let order = plan.order_by(key);
             let filter = match &last {
                 Some(values) => {
                     let exprs = bind_values(&tx, plan, key, values).await?;
@@ -123,8 +120,10 @@ pub async fn sync<W: Write>(
         };
         let writer = &mut *ctx.writer;
         let state = &mut ctx.state;
-        let rows = copy_lines(&tx, &query, |line| {
-            let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
+        let rows = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
+            let record = encoder
+                .encode_binary(row, fields)
+                .map_err(anyhow::Error::from)?;
             plan.widen_schema(writer, &opts, &[])?;
             writer.write_record_raw(&id, record, Some(version), Some(&time))?;
             progress.row();
