@@ -223,13 +223,13 @@ impl Loader {
                     .in_stream(&stream)
             })?;
         } else if let Some(deleted_at) = keyless_deletes(&self.config, t, &batch) {
-            let stage = format!("_sdc_keyless_{}", t.generation);
-            let apply = keyless_statement(&self.config, t, &target, &stage, deleted_at)
+            let stage = "_sdc_keyless"; // ON COMMIT DROP: one name serves every batch
+            let apply = keyless_statement(&self.config, t, &target, stage, deleted_at)
                 .map_err(|e| e.in_stream(&stream))?;
-            tx.batch_execute(&merge::create_keyless_staging(&stage, &t.types))
+            tx.batch_execute(&merge::create_keyless_staging(stage, &t.types))
                 .await
                 .map_err(|e| Error::database("preparing a batch", &e).in_stream(&stream))?;
-            let sql = merge::copy_keyless_staging(&stage, t.names.len());
+            let sql = merge::copy_keyless_staging(stage, t.names.len());
             copy_in::copy(&tx, &sql, batch.data, &batch.lines, &t.names, &stream).await?;
             tx.batch_execute(&apply).await.map_err(|e| {
                 Error::database(
