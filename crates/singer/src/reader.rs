@@ -140,6 +140,17 @@ impl<R: BufRead> MessageReader<R> {
         r.map_err(|e| Error::io(format_args!("line {}: cannot read input", self.line + 1), e))
     }
 
+    /// The inner reader, e.g. to ask it whether a whole line is buffered.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The inner reader, mutably (reading from it directly desynchronizes
+    /// the line numbers).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The inner reader.
     pub fn into_inner(self) -> R {
         self.inner

@@ -26,9 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{LoadMethod, TargetConfig};
 use crate::encode::{Layout, RecordMeta, RowEncoder};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Batch, Work};
-use crate::schema::StreamSpec;
+use crate::schema::{Meta, StreamSpec};
 use crate::state::StateTracker;
+use crate::work::{Batch, Work};
 
 struct Stream {
     name: String,
@@ -36,6 +36,8 @@ struct Stream {
     encoder: RowEncoder,
     validator: Option<jsonschema::Validator>,
     upsert: bool,
+    /// The stream has `_sdc_extracted_at`, so `time_extracted` is used.
+    extracted: bool,
     batch: Option<Open>,
 }
 
@@ -61,9 +63,8 @@ pub struct Converter {
     /// Under `overwrite`, the newest released state, printed after the
     /// swap at the end.
     held: Option<String>,
-    /// The first error from the idle hook, reported instead of the I/O
-    /// error the reader sees.
-    pub failed: Option<Error>,
+    /// The last `time_extracted` seen and its canonical form.
+    extracted: (String, String),
 }
 
 impl Converter {
@@ -79,7 +80,7 @@ impl Converter {
             clock: Clock::default(),
             lines_since_check: 0,
             held: None,
-            failed: None,
+            extracted: (String::new(), String::new()),
         }
     }
 
@@ -174,6 +175,7 @@ impl Converter {
             name: spec.stream.clone(),
             encoder: RowEncoder::new(layout, self.config.nul_policy),
             upsert: self.config.load_method != LoadMethod::AppendOnly && !spec.key.is_empty(),
+            extracted: spec.meta_index(Meta::ExtractedAt).is_some(),
             spec,
             validator,
             batch: None,
@@ -194,8 +196,7 @@ impl Converter {
     fn record(&mut self, s: usize, r: &singer::RecordRef<'_>, line: u64) -> Result<()> {
         let stream = &mut self.streams[s];
         if let Some(v) = &stream.validator {
-            let value: serde_json::Value =
-                serde_json::from_str(r.record.get()).map_err(|e| Error::input(e.to_string()))?;
+            let value = validation_value(r.record.get())?;
             let problem = v
                 .iter_errors(&value)
                 .next()
@@ -208,6 +209,21 @@ impl Converter {
                 });
             }
         }
+        // Parsed and written in canonical form: the text goes into the
+        // COPY line as it is, so nothing of the input may reach it raw.
+        let time_extracted = match &r.time_extracted {
+            Some(raw) if stream.extracted => {
+                if self.extracted.0 != raw.as_ref() {
+                    let t = r.time_extracted_utc()?.expect("present");
+                    self.extracted = (
+                        raw.clone().into_owned(),
+                        t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                    );
+                }
+                Some(self.extracted.1.as_str())
+            }
+            _ => None,
+        };
         let open = stream.batch.get_or_insert_with(|| Open {
             data: Vec::with_capacity(64 * 1024),
             lines: Vec::new(),
@@ -218,7 +234,7 @@ impl Converter {
         });
         let before = open.data.len();
         let meta = RecordMeta {
-            time_extracted: r.time_extracted.as_deref(),
+            time_extracted,
             version: r.version,
             received_at: if stream.spec.columns.iter().any(|c| c.meta.is_some()) {
                 self.clock.now()
@@ -358,8 +374,28 @@ impl Converter {
     }
 }
 
-/// The loader has stopped; its own error is the one to report.
-pub fn aborted() -> Error {
+/// The record as a `Value` for the validator. serde_json refuses lone
+/// surrogates (`"\ud800"`), which the encoder reports naming the column —
+/// or ignores, in a property the schema does not have. So they are
+/// validated as U+FFFD (same length), and a record fails or loads the same
+/// whatever `validate_records` is.
+fn validation_value(record: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(record).or_else(|e| {
+        let mut text = record.as_bytes().to_vec();
+        let lone: Vec<usize> = crate::encode::lone_surrogates(&text).collect();
+        if lone.is_empty() {
+            return Err(Error::input(e.to_string()));
+        }
+        for at in lone {
+            text[at..at + 6].copy_from_slice(b"\\ufffd");
+        }
+        serde_json::from_slice(&text).map_err(|_| Error::input(e.to_string()))
+    })
+}
+
+/// The loader has stopped; its own error is the one reported (see
+/// [`crate::pipeline`]), so this one is never shown.
+fn aborted() -> Error {
     Error::new(ErrorKind::Io, "the loader stopped")
 }
 

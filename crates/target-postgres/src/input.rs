@@ -1,27 +1,76 @@
-//! The input bytes: a thread reads stdin (or `--input FILE`; a regular file
-//! on stdin works as well) in large chunks and hands them over a bounded
-//! channel to [`ChunkReader`], the `BufRead` the converter's
-//! [`singer::MessageReader`] reads from.
+//! The input as events: [`Input::next_event`] returns the next Singer line,
+//! [`Event::Idle`] when nothing complete arrived for a tick, or
+//! [`Event::End`]. The caller decides what to do while idle (flush batches
+//! that are due, so their states print while a LOG_BASED tap is quiet); no
+//! callback runs inside the reader.
 //!
-//! Why a thread: while the input is quiet (a LOG_BASED tap waiting for
-//! changes), the converter must still wake up to flush batches that are due
-//! (`batch_flush_interval`) so their states get printed. [`ChunkReader`]
-//! waits for the next chunk with a timeout and calls its idle hook on each
-//! timeout. The hook runs between two reads, never inside a record: every
-//! record already buffered is complete, so flushing then is safe even when
-//! half of the next line has been read.
+//! A thread reads stdin (or `--input FILE`; a regular file on stdin works as
+//! well) in large chunks and hands them over a bounded channel, so waiting
+//! for input can time out. [`Chunks`] queues what arrived and knows where
+//! the last complete line ends; a line is parsed only once it is complete,
+//! so [`singer::MessageReader`] never waits inside a line and an idle tick
+//! can come at any time, also while half of the next line has arrived.
+//! Every record handed out before an [`Event::Idle`] is complete, so
+//! flushing then is safe.
 //!
-//! Memory: at most `CHANNEL_CHUNKS` chunks of `CHUNK_BYTES` are in flight.
+//! Memory: at most `CHANNEL_CHUNKS` chunks of `CHUNK_BYTES` are in flight;
+//! [`Chunks`] holds the chunks of the line being read (one or two, unless a
+//! line is longer than a chunk).
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
+use singer::{Line, MessageReader};
+
+use crate::error::Result;
+
 const CHUNK_BYTES: usize = 256 * 1024;
 const CHANNEL_CHUNKS: usize = 4;
 
-/// Called when no input arrived for a while.
-pub type IdleHook = Box<dyn FnMut() -> io::Result<()>>;
+/// What the input has for the caller next.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A parsed, complete line.
+    Line(Line<'a>),
+    /// No complete line arrived for a tick.
+    Idle,
+    /// The input ended.
+    End,
+}
+
+/// Singer lines from the chunks of [`spawn`], with idle ticks.
+pub struct Input {
+    reader: MessageReader<Chunks>,
+    tick: Option<Duration>,
+}
+
+impl Input {
+    /// Reads `rx`; with `tick`, [`Event::Idle`] comes after each `tick`
+    /// without a complete line (never without).
+    pub fn new(rx: Receiver<io::Result<Vec<u8>>>, tick: Option<Duration>) -> Input {
+        Input {
+            reader: MessageReader::new(Chunks::new(rx)),
+            tick,
+        }
+    }
+
+    /// The next event; an error names the line.
+    pub fn next_event(&mut self) -> Result<Event<'_>> {
+        loop {
+            if self.reader.get_ref().line_ready() {
+                return Ok(match self.reader.next_line()? {
+                    Some(line) => Event::Line(line),
+                    None => Event::End,
+                });
+            }
+            if !self.reader.get_mut().receive(self.tick) {
+                return Ok(Event::Idle);
+            }
+        }
+    }
+}
 
 /// Starts the thread reading `source`; the receiver yields chunks, then
 /// closes at end of input (or after passing on a read error).
@@ -30,68 +79,115 @@ pub fn spawn(mut source: Box<dyn Read + Send>) -> Receiver<io::Result<Vec<u8>>> 
     std::thread::Builder::new()
         .name("input".into())
         .spawn(move || loop {
+            // One read per chunk, handed over at once: a second read could
+            // block on a quiet pipe while holding data that is due (a tap
+            // that wrote a burst and then waits). A file fills the chunk;
+            // a pipe gives what it holds (64 KiB at most on Linux).
             let mut chunk = vec![0u8; CHUNK_BYTES];
-            let mut filled = 0;
-            // Fill most of the chunk when data is flowing, but hand over
-            // what we have as soon as a read returns less (a quiet pipe).
-            let result = loop {
-                match source.read(&mut chunk[filled..]) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        filled += n;
-                        if filled >= CHUNK_BYTES / 2 || n < 4096 {
-                            break Ok(());
-                        }
-                    }
+            let n = loop {
+                match source.read(&mut chunk) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
+                    other => break other,
                 }
             };
-            let eof = matches!(result, Ok(())) && filled == 0;
-            if let Err(e) = result {
-                if filled > 0 {
-                    chunk.truncate(filled);
-                    let _ = tx.send(Ok(chunk));
+            match n {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.send(Ok(chunk)).is_err() {
+                        return;
+                    }
                 }
-                let _ = tx.send(Err(e));
-                return;
-            }
-            if eof {
-                return;
-            }
-            chunk.truncate(filled);
-            if tx.send(Ok(chunk)).is_err() {
-                return;
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
             }
         })
         .expect("spawn the input thread");
     rx
 }
 
-/// A `BufRead` over the chunks of [`spawn`], calling an idle hook while it
-/// waits.
-pub struct ChunkReader {
+/// The chunks received and not yet read, as a `BufRead`. Offsets count
+/// bytes from the start of the input.
+struct Chunks {
     rx: Receiver<io::Result<Vec<u8>>>,
-    chunk: Vec<u8>,
+    queue: VecDeque<Vec<u8>>,
+    /// Read position in `queue.front()`.
     pos: usize,
-    done: bool,
-    idle: Option<(Duration, IdleHook)>,
+    /// Bytes read (consumed) so far.
+    consumed: u64,
+    /// Bytes received so far.
+    received: u64,
+    /// Offset just past the last `\n` received.
+    complete_end: u64,
+    /// The input thread finished.
+    closed: bool,
+    /// A read error, returned once the data before it is read.
+    error: Option<io::Error>,
 }
 
-impl ChunkReader {
-    /// A reader of `rx`; with `idle`, `hook` runs every `tick` without input.
-    pub fn new(rx: Receiver<io::Result<Vec<u8>>>, idle: Option<(Duration, IdleHook)>) -> Self {
-        ChunkReader {
+impl Chunks {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Chunks {
+        Chunks {
             rx,
-            chunk: Vec::new(),
+            queue: VecDeque::new(),
             pos: 0,
-            done: false,
-            idle,
+            consumed: 0,
+            received: 0,
+            complete_end: 0,
+            closed: false,
+            error: None,
         }
+    }
+
+    /// Whether the next non-blank line is complete (or the input ended or
+    /// failed), so reading it does not wait. Blank lines before it are
+    /// looked through, as the reader skips them.
+    fn line_ready(&self) -> bool {
+        if self.closed || self.error.is_some() {
+            return true;
+        }
+        let mut at = self.consumed;
+        for (i, chunk) in self.queue.iter().enumerate() {
+            let start = if i == 0 { self.pos } else { 0 };
+            for &b in &chunk[start..] {
+                if at >= self.complete_end {
+                    return false;
+                }
+                if !matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+                    return true;
+                }
+                at += 1;
+            }
+        }
+        false
+    }
+
+    /// Waits up to `tick` (for ever without) for the input thread; false
+    /// on a timeout.
+    fn receive(&mut self, tick: Option<Duration>) -> bool {
+        let got = match tick {
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(tick) => self.rx.recv_timeout(tick),
+        };
+        match got {
+            Ok(Ok(chunk)) => {
+                if let Some(i) = memchr::memrchr(b'\n', &chunk) {
+                    self.complete_end = self.received + i as u64 + 1;
+                }
+                self.received += chunk.len() as u64;
+                self.queue.push_back(chunk);
+            }
+            Ok(Err(e)) => self.error = Some(e),
+            Err(RecvTimeoutError::Disconnected) => self.closed = true,
+            Err(RecvTimeoutError::Timeout) => return false,
+        }
+        true
     }
 }
 
-impl Read for ChunkReader {
+impl Read for Chunks {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -101,34 +197,34 @@ impl Read for ChunkReader {
     }
 }
 
-impl BufRead for ChunkReader {
+impl BufRead for Chunks {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos >= self.chunk.len() && !self.done {
-            let next = match &mut self.idle {
-                None => self.rx.recv().ok(),
-                Some((tick, hook)) => match self.rx.recv_timeout(*tick) {
-                    Ok(c) => Some(c),
-                    Err(RecvTimeoutError::Timeout) => {
-                        hook()?;
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => None,
-                },
-            };
-            match next {
-                Some(Ok(chunk)) => {
-                    self.chunk = chunk;
-                    self.pos = 0;
-                }
-                Some(Err(e)) => return Err(e),
-                None => self.done = true,
+        loop {
+            if self.queue.front().is_some_and(|c| self.pos < c.len()) {
+                break;
             }
+            if self.queue.pop_front().is_some() {
+                self.pos = 0;
+                continue;
+            }
+            if let Some(e) = self.error.take() {
+                self.closed = true;
+                return Err(e);
+            }
+            if self.closed {
+                return Ok(&[]);
+            }
+            // Not reached after `line_ready`; a plain blocking read.
+            self.receive(None);
         }
-        Ok(&self.chunk[self.pos..])
+        Ok(&self.queue.front().expect("checked")[self.pos..])
     }
 
     fn consume(&mut self, amt: usize) {
-        self.pos = (self.pos + amt).min(self.chunk.len());
+        let len = self.queue.front().map_or(0, Vec::len);
+        let amt = amt.min(len - self.pos);
+        self.pos += amt;
+        self.consumed += amt as u64;
     }
 }
 
@@ -136,33 +232,68 @@ impl BufRead for ChunkReader {
 mod tests {
     use super::*;
 
+    const RECORD: &str = r#"{"type":"STATE","value":{"n":1}}"#;
+
     #[test]
-    fn reads_everything_in_order() {
-        let data: Vec<u8> = (0..1_000_000u32).flat_map(|i| i.to_le_bytes()).collect();
-        let rx = spawn(Box::new(std::io::Cursor::new(data.clone())));
-        let mut out = Vec::new();
-        ChunkReader::new(rx, None).read_to_end(&mut out).unwrap();
-        assert_eq!(out, data);
+    fn reads_every_line_in_order_across_chunks() {
+        let text: String = (0..50_000)
+            .map(|i| format!("{{\"type\":\"STATE\",\"value\":{{\"n\":{i}}}}}\n"))
+            .collect();
+        let rx = spawn(Box::new(std::io::Cursor::new(text.into_bytes())));
+        let mut input = Input::new(rx, None);
+        let mut n = 0u64;
+        loop {
+            match input.next_event().unwrap() {
+                Event::Line(l) => {
+                    assert_eq!(l.number, n + 1);
+                    assert_eq!(
+                        l.text,
+                        format!("{{\"type\":\"STATE\",\"value\":{{\"n\":{n}}}}}")
+                    );
+                    n += 1;
+                }
+                Event::Idle => panic!("no tick was asked for"),
+                Event::End => break,
+            }
+        }
+        assert_eq!(n, 50_000);
     }
 
     #[test]
-    fn idle_hook_runs_while_waiting() {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let count = std::rc::Rc::new(std::cell::Cell::new(0));
-        let c = count.clone();
-        let hook: IdleHook = Box::new(move || {
-            c.set(c.get() + 1);
-            Ok(())
-        });
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(60));
-            tx.send(Ok(b"x\n".to_vec())).unwrap();
-        });
-        let mut r = ChunkReader::new(rx, Some((Duration::from_millis(10), hook)));
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        t.join().unwrap();
-        assert_eq!(line, "x\n");
-        assert!(count.get() >= 2, "{}", count.get());
+    fn idle_comes_while_half_a_line_waits_and_blank_lines_are_looked_through() {
+        let (tx, rx) = mpsc::sync_channel(4);
+        let mut input = Input::new(rx, Some(Duration::from_millis(5)));
+        tx.send(Ok(format!("{RECORD}\n\n  \n{}", &RECORD[..10]).into_bytes()))
+            .unwrap();
+        match input.next_event().unwrap() {
+            Event::Line(l) => assert_eq!(l.number, 1),
+            other => panic!("{other:?}"),
+        }
+        // Two blank lines, then half a line: nothing complete.
+        assert!(matches!(input.next_event().unwrap(), Event::Idle));
+        assert!(matches!(input.next_event().unwrap(), Event::Idle));
+        tx.send(Ok(format!("{}\n", &RECORD[10..]).into_bytes()))
+            .unwrap();
+        match input.next_event().unwrap() {
+            Event::Line(l) => {
+                assert_eq!(l.number, 4);
+                assert_eq!(l.text, RECORD);
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(tx);
+        assert!(matches!(input.next_event().unwrap(), Event::End));
+    }
+
+    #[test]
+    fn a_read_error_comes_after_the_data_before_it_and_names_the_line() {
+        let (tx, rx) = mpsc::sync_channel(4);
+        tx.send(Ok(format!("{RECORD}\n").into_bytes())).unwrap();
+        tx.send(Err(io::Error::other("boom"))).unwrap();
+        drop(tx);
+        let mut input = Input::new(rx, None);
+        assert!(matches!(input.next_event().unwrap(), Event::Line(_)));
+        let e = input.next_event().unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("boom"), "{e}");
     }
 }

@@ -6,13 +6,16 @@
 //! turns the result into an exit code.
 //!
 //! # Modules, in the order data flows through them
-//! - [`input`]: stdin or `--input FILE` in chunks, on its own thread.
+//! - [`input`]: stdin or `--input FILE` in chunks, on its own thread,
+//!   pulled as events (a line, idle, the end).
 //! - [`batch`]: the converter thread: messages → per-stream batches of COPY
 //!   text ([`encode`]), flush decisions; [`state`]: when a STATE may print.
 //! - [`schema`]: SCHEMA → the table a stream wants; [`ddl`]: making the
 //!   table so.
 //! - [`loader`]: the async side: DDL, [`copy_in`] + [`merge`] per batch in
 //!   one transaction, ACTIVATE_VERSION, printing states.
+//! - [`work`]: what the converter hands the loader (both import it, never
+//!   each other).
 //! - [`pipeline`]: wiring the three together; [`config`]; [`error`].
 #![warn(missing_docs)]
 
@@ -28,6 +31,7 @@ pub mod merge;
 pub mod pipeline;
 pub mod schema;
 pub mod state;
+pub mod work;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,80 +12,27 @@
 //!
 //! Failure: whichever side fails first stops; the other notices the closed
 //! queue and stops without doing anything more. The loader treats a queue
-//! closed without [`Work::End`] as an abort: it rolls back what is open and
-//! prints nothing more. The first real error is reported (with its line
-//! and stream); "the other side stopped" is never the reported cause.
+//! closed without [`Work::End`] as [`Finished::Abandoned`]: it rolls back
+//! what is open and prints nothing more. The loader's `Err` is always its
+//! own failure, so it is reported when there is one; otherwise the
+//! converter's. "The other side stopped" is never the reported cause.
 
-use std::cell::RefCell;
 use std::io::Read;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::batch::Converter;
 use crate::config::TargetConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::input::{self, ChunkReader, IdleHook};
+use crate::input::{self, Event, Input};
 use crate::loader::Loader;
-use crate::schema::StreamSpec;
+use crate::work::{Finished, Work};
 
 /// Items in flight between the converter and the loader.
 pub const QUEUE_ITEMS: usize = 2;
-
-/// One unit of work for the loader, in input order.
-#[derive(Debug)]
-pub enum Work {
-    /// Make the stream's table match `spec`; reply with the actual type of
-    /// each spec column.
-    Table {
-        /// The stream's index.
-        stream: usize,
-        /// What the stream wants.
-        spec: Arc<StreamSpec>,
-        /// The SCHEMA's line.
-        line: u64,
-        /// Where the column types go.
-        reply: oneshot::Sender<Vec<String>>,
-    },
-    /// Load a batch in one transaction.
-    Flush(Batch),
-    /// ACTIVATE_VERSION for a stream (after its earlier records are loaded).
-    Activate {
-        /// The stream's index.
-        stream: usize,
-        /// The version now current.
-        version: i64,
-        /// The message's line.
-        line: u64,
-    },
-    /// Print this state (every record before it has been handed over
-    /// earlier in the queue).
-    Emit(String),
-    /// The input ended normally; finish (overwrite swaps) and print the
-    /// held-back state, if any.
-    End(Option<String>),
-}
-
-/// A batch of one stream's records as COPY text.
-#[derive(Debug)]
-pub struct Batch {
-    /// The stream's index.
-    pub stream: usize,
-    /// Merge on the key (lines start with the sequence number and presence
-    /// mask) or append.
-    pub upsert: bool,
-    /// COPY text, one line per record.
-    pub data: Vec<u8>,
-    /// The input line of each record.
-    pub lines: Vec<u64>,
-    /// Some record lacks some column.
-    pub has_absent: bool,
-    /// Some record is a delete (`_sdc_deleted_at` set).
-    pub has_delete: bool,
-}
 
 /// Runs the whole load: reads `input` (stdin when `None`), loads into the
 /// database of `connection`.
@@ -117,53 +64,35 @@ pub fn run(
     let mut loader = Loader::new(client, config);
     let loaded = runtime.block_on(loader.run(rx));
     let converted = converter.join().expect("the converter thread panicked");
-    match (converted, loaded) {
-        (Ok(()), Ok(())) => Ok(()),
-        // The loader's own failure explains why the converter stopped.
-        (_, Err(e)) if !is_abort(&e) => Err(e.into()),
+    match (loaded, converted) {
+        // The loader fails only for its own reasons; the converter then
+        // only saw the queue close.
         (Err(e), _) => Err(e.into()),
-        (Ok(()), Err(e)) => Err(e.into()),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Ok(Finished::Done), Ok(())) => Ok(()),
+        (Ok(Finished::Abandoned), Ok(())) => {
+            Err(Error::new(ErrorKind::Io, "the converter stopped without an error").into())
+        }
     }
 }
 
-fn is_abort(e: &Error) -> bool {
-    e.kind() == ErrorKind::Io && e.to_string().ends_with("stopped")
-}
-
+/// The converter thread: events from the input to the converter, idle
+/// ticks flushing what is due.
 fn convert(
     config: Arc<TargetConfig>,
     chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     tx: mpsc::Sender<Work>,
 ) -> Result<()> {
-    let interval = config.batch_flush_interval;
-    let converter = Rc::new(RefCell::new(Converter::new(config, tx)));
-    let idle = interval.map(|interval| {
-        let c = Rc::clone(&converter);
-        let hook: IdleHook = Box::new(move || {
-            let mut c = c.borrow_mut();
-            if let Err(e) = c.flush_if_due() {
-                c.failed.get_or_insert(e);
-                return Err(std::io::Error::other("flush failed"));
-            }
-            Ok(())
-        });
-        (interval.min(Duration::from_secs(1)), hook)
-    });
-    let mut reader = singer::MessageReader::new(ChunkReader::new(chunks, idle));
+    let tick = config
+        .batch_flush_interval
+        .map(|interval| interval.min(Duration::from_secs(1)));
+    let mut converter = Converter::new(config, tx);
+    let mut input = Input::new(chunks, tick);
     loop {
-        let line = match reader.next_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                return Err(converter
-                    .borrow_mut()
-                    .failed
-                    .take()
-                    .unwrap_or_else(|| e.into()))
-            }
-        };
-        converter.borrow_mut().handle(line)?;
+        match input.next_event()? {
+            Event::Line(line) => converter.handle(line)?,
+            Event::Idle => converter.flush_if_due()?,
+            Event::End => return converter.finish(),
+        }
     }
-    let mut c = converter.borrow_mut();
-    c.finish()
 }

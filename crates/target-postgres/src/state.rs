@@ -12,7 +12,7 @@
 //!    that batch's number.
 //! 3. The loader handles the work queue strictly in order and commits each
 //!    batch before taking the next item. So a STATE handed to the loader
-//!    (as [`crate::pipeline::Work::Emit`]) *after* every batch it needs is
+//!    (as [`crate::work::Work::Emit`]) *after* every batch it needs is
 //!    printed only after those batches are committed, hence after every
 //!    record before it is.
 //! 4. [`StateTracker::on_batch_sent`] releases, after each sent batch, the
