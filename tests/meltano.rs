@@ -26,7 +26,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use e2e::{assert_same_rows, wheel_of, wheels, workspace_root};
+use e2e::{assert_same_rows, wheel_of, wheels, workspace_root, Unreachable};
 use pg_testkit::{cluster, TestDb};
 use serde_json::Value;
 
@@ -144,6 +144,33 @@ fn each_wheel_installs_a_working_binary_into_a_fresh_venv() {
             );
         }
     }
+}
+
+/// In CI an unreachable package index fails the tests that need it (a
+/// skipped test there would pass unnoticed); elsewhere they skip.
+#[test]
+fn an_unreachable_package_index_fails_in_ci() {
+    let dir = tempfile::tempdir().unwrap();
+    let failed = std::panic::catch_unwind(|| {
+        e2e::python_venv_in(
+            dir.path(),
+            Path::new("python3"),
+            &[MELTANO],
+            "the unreachable-index test",
+            Unreachable::Fail,
+            // Port 9 (discard) on the loopback: the connection is refused.
+            Some("http://127.0.0.1:9/simple"),
+        )
+    });
+    let message = failed.expect_err("in CI an unreachable index fails");
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(
+        message.contains("the package index is unreachable")
+            && message.contains("in CI (CI=true) that is a failure, not a skip"),
+        "{message}"
+    );
 }
 
 /// `meltano <args>` in `project`, without the programs on PATH and with
