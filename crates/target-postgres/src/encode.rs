@@ -15,6 +15,10 @@
 //!   error, per [`NulPolicy`].
 //! - Numbers are copied digit for digit (never through a float).
 //! - json/jsonb columns get the value's JSON text; JSON `null` is SQL NULL.
+//!   A property typed string with `contentMediaType: application/json`
+//!   (our tap's form once a json column held the JSON literal `null`)
+//!   carries JSON text in strings: a json/jsonb column gets the string's
+//!   content, so `"null"` loads the JSON value `null`, apart from SQL NULL.
 //! - Array columns get a PostgreSQL array literal built from the JSON array;
 //!   bytea columns get `\x` hex from the hex or base64 string.
 //! - A column **absent** from the record is not NULL: its slot stays
@@ -59,6 +63,9 @@ pub enum ColKind {
     Scalar,
     /// json, jsonb: the JSON text.
     Json,
+    /// json, jsonb whose property carries JSON text in strings
+    /// (`contentMediaType: application/json`): a string's content.
+    JsonText,
     /// An array type; `delimiter` separates elements (`,`; `;` for box).
     Array {
         /// The element delimiter.
@@ -71,12 +78,15 @@ pub enum ColKind {
 }
 
 impl ColKind {
-    /// The kind for a column of type `sql_type` (as `format_type` spells it).
-    pub fn for_type(sql_type: &str, encoding: BinaryEncoding) -> ColKind {
+    /// The kind for a column of type `sql_type` (as `format_type` spells
+    /// it); `json_text`: the property's strings hold JSON text.
+    pub fn for_type(sql_type: &str, encoding: BinaryEncoding, json_text: bool) -> ColKind {
         let t = sql_type.trim();
         if t.ends_with("[]") {
             let delimiter = if t.starts_with("box") { b';' } else { b',' };
             ColKind::Array { delimiter }
+        } else if (t == "json" || t == "jsonb") && json_text {
+            ColKind::JsonText
         } else if t == "json" || t == "jsonb" {
             ColKind::Json
         } else if t == "bytea" {
@@ -158,13 +168,13 @@ impl Layout {
                 .columns
                 .iter()
                 .zip(types)
-                .map(|(c, t)| ColKind::for_type(t, c.encoding))
+                .map(|(c, t)| ColKind::for_type(t, c.encoding, c.json_text))
                 .collect(),
             metas: spec.columns.iter().map(|c| c.meta).collect(),
             by_property,
             groups,
             key: spec.key.clone(),
-            deleted_at: spec.meta_index(Meta::DeletedAt),
+            deleted_at: spec.deleted_at_index(),
         }
     }
 
@@ -382,6 +392,8 @@ impl RowEncoder {
         }
         match (kind, b[0]) {
             (ColKind::Json, _) => json_text(raw, out, policy, nul)?,
+            (ColKind::JsonText, b'"') => json_string(raw, out, policy, nul)?,
+            (ColKind::JsonText, _) => json_text(raw, out, policy, nul)?,
             (ColKind::Array { delimiter }, b'[') => {
                 let v: Value =
                     serde_json::from_str(raw).map_err(|e| Error::input(e.to_string()))?;

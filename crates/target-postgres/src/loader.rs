@@ -222,6 +222,22 @@ impl Loader {
                 Error::database(&format!("merging the records of lines {first}–{last}"), &e)
                     .in_stream(&stream)
             })?;
+        } else if let Some(deleted_at) = keyless_deletes(&self.config, t, &batch) {
+            let stage = format!("_sdc_keyless_{}", t.generation);
+            let apply = keyless_statement(&self.config, t, &target, &stage, deleted_at)
+                .map_err(|e| e.in_stream(&stream))?;
+            tx.batch_execute(&merge::create_keyless_staging(&stage, &t.types))
+                .await
+                .map_err(|e| Error::database("preparing a batch", &e).in_stream(&stream))?;
+            let sql = merge::copy_keyless_staging(&stage, t.names.len());
+            copy_in::copy(&tx, &sql, batch.data, &batch.lines, &t.names, &stream).await?;
+            tx.batch_execute(&apply).await.map_err(|e| {
+                Error::database(
+                    &format!("applying the key-less records of lines {first}–{last}"),
+                    &e,
+                )
+                .in_stream(&stream)
+            })?;
         } else {
             let sql = merge::copy_target(&target, &t.names);
             copy_in::copy(&tx, &sql, batch.data, &batch.lines, &[], &stream).await?;
@@ -312,4 +328,31 @@ impl Loader {
         self.last_printed = Some(state);
         Ok(())
     }
+}
+
+/// The `_sdc_deleted_at` column when `batch` is of a key-less stream, not
+/// append-only, and has deletes: those apply one row at a time
+/// ([`merge::keyless_apply`]) instead of being appended.
+fn keyless_deletes(config: &TargetConfig, t: &Table, batch: &Batch) -> Option<usize> {
+    (batch.has_delete && t.spec.key.is_empty() && config.load_method != LoadMethod::AppendOnly)
+        .then(|| t.spec.deleted_at_index())
+        .flatten()
+}
+
+fn keyless_statement(
+    config: &TargetConfig,
+    t: &Table,
+    target: &pg::QualifiedName,
+    stage: &str,
+    deleted_at: usize,
+) -> Result<String> {
+    let data: Vec<usize> = (0..t.names.len())
+        .filter(|&i| t.spec.columns[i].meta.is_none() && !t.names[i].starts_with("_sdc_"))
+        .collect();
+    merge::keyless_apply(target, stage, &t.names, &data, deleted_at, config.hard_delete).ok_or_else(|| {
+        Error::new(
+            crate::error::ErrorKind::Input,
+            "a column name contains \"$sdc_keyless$\": the deletes of this key-less stream cannot be applied",
+        )
+    })
 }

@@ -314,9 +314,118 @@ pub fn upsert(
     sql
 }
 
+/// A key-less batch that has deletes: its staging table (created in the
+/// loading transaction, dropped at its end), `seq` numbering the rows in
+/// COPY order, then `c0 … cN`.
+pub fn create_keyless_staging(name: &str, types: &[String]) -> String {
+    let mut sql = format!(
+        "CREATE TEMP TABLE {} (seq bigint GENERATED ALWAYS AS IDENTITY",
+        quote_ident(name)
+    );
+    for (i, t) in types.iter().enumerate() {
+        sql.push_str(&format!(", c{i} {t}"));
+    }
+    sql.push_str(") ON COMMIT DROP");
+    sql
+}
+
+/// `COPY … FROM STDIN` into a key-less staging table.
+pub fn copy_keyless_staging(name: &str, n: usize) -> String {
+    let cols: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    format!(
+        "COPY {} ({}) FROM STDIN",
+        quote_ident(name),
+        cols.join(", ")
+    )
+}
+
+/// Applies a key-less batch with deletes, record by record in order.
+///
+/// A key-less table may hold identical rows, so a delete record (its
+/// `_sdc_deleted_at` column `deleted_at` not null; under REPLICA IDENTITY
+/// FULL it carries the whole old row, and an update arrives as such a
+/// delete plus the new row) removes exactly **one** row equal to it in
+/// every data column (`data`: the columns that are not `_sdc_…`; compared
+/// by their text forms with `IS NOT DISTINCT FROM`, so NULLs match and
+/// types without an equality operator work). With `hard`, that row is
+/// deleted; without, one such row not yet marked is marked: every
+/// non-data column takes the delete record's value. A delete matching no
+/// row changes nothing. Other records are inserted. Applied in batch
+/// order, so a delete sees the inserts before it: the table keeps the
+/// source's multiset of rows.
+///
+/// One statement (a `DO` block) of quoted names only; `None` when a name
+/// contains the block's dollar-quote tag (it cannot be embedded safely).
+pub fn keyless_apply(
+    table: &QualifiedName,
+    stage: &str,
+    columns: &[String],
+    data: &[usize],
+    deleted_at: usize,
+    hard: bool,
+) -> Option<String> {
+    const TAG: &str = "$sdc_keyless$";
+    let col = |i: usize| quote_ident(&columns[i]);
+    let all: Vec<String> = (0..columns.len()).map(col).collect();
+    let values: Vec<String> = (0..columns.len()).map(|i| format!("r.c{i}")).collect();
+    let mut matching: Vec<String> = data
+        .iter()
+        .map(|&i| format!("x.{}::text IS NOT DISTINCT FROM r.c{i}::text", col(i)))
+        .collect();
+    let change = if hard {
+        format!("DELETE FROM {table}")
+    } else {
+        matching.push(format!("x.{} IS NULL", col(deleted_at)));
+        let sets: Vec<String> = (0..columns.len())
+            .filter(|i| !data.contains(i))
+            .map(|i| format!("{} = r.c{i}", col(i)))
+            .collect();
+        format!("UPDATE {table} SET {}", sets.join(", "))
+    };
+    if matching.is_empty() {
+        matching.push("true".into());
+    }
+    let sql = format!(
+        "DO {TAG} DECLARE r record; BEGIN \
+         FOR r IN SELECT * FROM {stage} ORDER BY seq LOOP \
+         IF r.c{deleted_at} IS NULL THEN INSERT INTO {table} ({}) VALUES ({}); \
+         ELSE {change} WHERE ctid = (SELECT x.ctid FROM {table} x WHERE {} LIMIT 1); \
+         END IF; END LOOP; END {TAG}",
+        all.join(", "),
+        values.join(", "),
+        matching.join(" AND "),
+        stage = quote_ident(stage),
+    );
+    (sql.matches(TAG).count() == 2).then_some(sql)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyless_deletes_one_matching_row_in_order() {
+        let cols = vec!["a".to_owned(), "b".to_owned(), "_sdc_deleted_at".to_owned()];
+        let t = QualifiedName::new("s", "t");
+        let hard = keyless_apply(&t, "k", &cols, &[0, 1], 2, true).unwrap();
+        assert_eq!(
+            hard,
+            "DO $sdc_keyless$ DECLARE r record; BEGIN \
+             FOR r IN SELECT * FROM \"k\" ORDER BY seq LOOP \
+             IF r.c2 IS NULL THEN INSERT INTO \"s\".\"t\" (\"a\", \"b\", \"_sdc_deleted_at\") VALUES (r.c0, r.c1, r.c2); \
+             ELSE DELETE FROM \"s\".\"t\" WHERE ctid = (SELECT x.ctid FROM \"s\".\"t\" x WHERE \
+             x.\"a\"::text IS NOT DISTINCT FROM r.c0::text AND x.\"b\"::text IS NOT DISTINCT FROM r.c1::text LIMIT 1); \
+             END IF; END LOOP; END $sdc_keyless$"
+        );
+        let soft = keyless_apply(&t, "k", &cols, &[0, 1], 2, false).unwrap();
+        assert!(
+            soft.contains("ELSE UPDATE \"s\".\"t\" SET \"_sdc_deleted_at\" = r.c2 WHERE ctid")
+                && soft.contains("AND x.\"_sdc_deleted_at\" IS NULL LIMIT 1"),
+            "{soft}"
+        );
+        let evil = vec!["a$sdc_keyless$".to_owned(), "_sdc_deleted_at".to_owned()];
+        assert_eq!(keyless_apply(&t, "k", &evil, &[0], 1, true), None);
+    }
 
     #[test]
     fn fast_path_shape() {
