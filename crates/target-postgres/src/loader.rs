@@ -223,7 +223,8 @@ impl Loader {
                     .in_stream(&stream)
             })?;
         } else if let Some(deleted_at) = keyless_deletes(&self.config, t, &batch) {
-            let stage = format!("_sdc_keyless_{}", t.generation);
+            // ON COMMIT DROP: the name is free again after each batch.
+            let stage = "_sdc_keyless".to_owned();
             let apply = keyless_statement(&self.config, t, &target, &stage, deleted_at)
                 .map_err(|e| e.in_stream(&stream))?;
             tx.batch_execute(&merge::create_keyless_staging(&stage, &t.types))
