@@ -105,6 +105,7 @@ impl Converter {
                 }
             }
             MessageRef::State(st) => {
+                crate::failpoint::hit("state-read");
                 if let Some(v) = self.states.on_state(st.value.get().to_owned(), n) {
                     self.release(v)?;
                 }
