@@ -242,6 +242,7 @@ impl Loader {
             let sql = merge::copy_target(&target, &t.names);
             copy_in::copy(&tx, &sql, batch.data, &batch.lines, &[], &stream).await?;
         }
+        crate::failpoint::hit("before-commit");
         tx.commit().await.map_err(|e| {
             Error::database(
                 &format!("committing the records of lines {first}–{last}"),
@@ -249,6 +250,7 @@ impl Loader {
             )
             .in_stream(&stream)
         })?;
+        crate::failpoint::hit("committed");
         tracing::info!(
             "stream {stream}: loaded {rows} record(s) of lines {first}–{last} into {target} in {:.3} s",
             started.elapsed().as_secs_f64()
@@ -318,6 +320,7 @@ impl Loader {
         if self.last_printed.as_deref() == Some(state.as_str()) {
             return Ok(());
         }
+        crate::failpoint::hit("state-print");
         let mut out = std::io::stdout().lock();
         out.write_all(state.as_bytes())
             .and_then(|()| out.write_all(b"\n"))

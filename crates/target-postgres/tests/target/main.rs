@@ -6,6 +6,7 @@
 mod bad_input;
 mod deletes;
 mod evolution;
+mod fuzz;
 mod hostile;
 mod kill;
 mod load;
