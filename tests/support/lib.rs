@@ -302,22 +302,7 @@ pub fn python_venv(name: &str, python: &Path, packages: &[&str], what: &str) -> 
     Some(venv.join("bin"))
 }
 
-/// Waits until `check` is true, checking every 50 ms; panics naming `what`
-/// after `limit`. The one way the end-to-end tests wait for a condition.
-pub async fn wait_until<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited {limit:?} for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
+pub use pg_testkit::wait_until;
 
 /// A running program whose stdout and stderr are being collected.
 pub struct Running {
