@@ -469,22 +469,8 @@ pub fn wheel_of(dir: &Path, distribution: &str) -> PathBuf {
     found.into_iter().next().unwrap()
 }
 
-/// Waits until `check` is true, checking every 50 ms; panics naming `what`
-/// after `limit`. The one way the end-to-end tests wait for a condition.
-pub async fn wait_until<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited {limit:?} for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
+/// The one way the end-to-end tests wait for a condition.
+pub use pg_testkit::wait_until;
 
 /// A running program whose stdout and stderr are being collected.
 pub struct Running {
