@@ -9,7 +9,10 @@
 //!   column type, one encoding for every replication method.
 //! - [`rows`], [`read`]: COPY text rows → RECORD bodies.
 //! - [`sync`]: a run over the selected streams; [`full_table`] and
-//!   [`incremental`] are the replication methods (LOG_BASED: issue #4).
+//!   [`incremental`] are the replication methods.
+//! - [`phase`]: where a stream is (fresh, copying, streaming, incremental),
+//!   the only reader and writer of bookmark keys.
+//! - [`log_based`]: LOG_BASED (wal2json).
 //! - [`config`]: the tap's settings.
 #![warn(missing_docs)]
 
@@ -19,6 +22,7 @@ pub mod encode;
 pub mod full_table;
 pub mod incremental;
 pub mod log_based;
+pub mod phase;
 pub mod progress;
 pub mod read;
 pub mod rows;

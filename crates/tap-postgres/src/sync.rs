@@ -228,10 +228,7 @@ fn resolve_method<W: Write>(
                  or `default_replication_method` in the config"
             )
         })?;
-    let previous = ctx
-        .state
-        .bookmark(id)
-        .and_then(|b| b.last_replication_method().map(str::to_string));
+    let previous = crate::phase::method(ctx.state.bookmark(id)).map(str::to_string);
     if previous.as_deref().is_some_and(|p| p != method.as_str()) {
         tracing::info!(
             "stream {id}: replication method changed from {} to {}; starting over",
@@ -255,7 +252,11 @@ async fn sync_stream<W: Write>(
         ReplicationMethod::FullTable => {
             let key = table.resume_key.clone();
             let plan = StreamPlan::new(table, &selected, &key, &ctx.config.values);
-            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE", None).await
+            let kind = full_table::CopyKind {
+                method,
+                exported: None,
+            };
+            full_table::sync(ctx, client, &plan, &key, kind).await
         }
         ReplicationMethod::Incremental => {
             let key = entry
