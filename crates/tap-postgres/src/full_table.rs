@@ -22,11 +22,12 @@ use singer::catalog::ReplicationMethod;
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
+use crate::output::Ctx;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
+use crate::read::snapshot;
 use crate::read::{bind_values, copy_lines};
 use crate::rows::{RowEncoder, StreamPlan};
-use crate::sync::{now_version, snapshot, Ctx};
 
 /// What kind of copy [`sync`] makes.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +66,7 @@ pub async fn sync<W: Write>(
     };
     let version = match (&resume, old_version) {
         (Some(_), Some(v)) => v,
-        _ => now_version(),
+        _ => phase::new_version(),
     };
     if key.is_empty() {
         tracing::info!("stream {id}: FULL_TABLE without a primary or unique not-null key: an interrupted copy restarts from the beginning");

@@ -21,11 +21,12 @@ use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
 use crate::full_table::report_replaced;
+use crate::output::Ctx;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
+use crate::read::snapshot;
 use crate::read::{bind_values, copy_lines};
 use crate::rows::{RowEncoder, StreamPlan};
-use crate::sync::{now_version, snapshot, Ctx};
 
 /// Reads the rows past the bookmark.
 pub async fn sync<W: Write>(
@@ -40,15 +41,15 @@ pub async fn sync<W: Write>(
         Phase::Incremental { key: k, .. } if !k.is_empty() && k != key => {
             tracing::info!("stream {id}: replication key changed to {key:?}; starting over");
             ctx.state.remove_bookmark(&id);
-            (None, now_version())
+            (None, phase::new_version())
         }
         Phase::Incremental { value, .. } => (
             Some(value),
-            phase::version(ctx.state.bookmark(&id)).unwrap_or_else(now_version),
+            phase::version(ctx.state.bookmark(&id)).unwrap_or_else(phase::new_version),
         ),
         _ => (
             None,
-            phase::version(ctx.state.bookmark(&id)).unwrap_or_else(now_version),
+            phase::version(ctx.state.bookmark(&id)).unwrap_or_else(phase::new_version),
         ),
     };
     tracing::info!(

@@ -156,6 +156,11 @@ pub fn set_version(b: &mut Bookmark, version: i64) {
     b.set_version(version);
 }
 
+/// Milliseconds since the epoch, for a new table version.
+pub fn new_version() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -18,63 +18,15 @@ use std::io::Write;
 use anyhow::{anyhow, bail, Context as _};
 use singer::catalog::ReplicationMethod;
 use singer::{Catalog, CatalogEntry, MessageWriter, State};
-use tokio_postgres::{Client, IsolationLevel, Transaction};
+use tokio_postgres::Client;
 
 use crate::config::TapConfig;
 use crate::discovery::{discover, Filter, Table};
 use crate::encode::SESSION_SETTINGS;
 use crate::log_based::{self, LogStream};
+use crate::output::Ctx;
 use crate::rows::StreamPlan;
 use crate::{full_table, incremental};
-
-/// What a stream's sync needs.
-pub struct Ctx<'a, W: Write> {
-    /// The tap config.
-    pub config: &'a TapConfig,
-    /// Where messages go.
-    pub writer: &'a mut MessageWriter<W>,
-    /// The state, updated as streams progress.
-    pub state: State,
-}
-
-impl<W: Write> Ctx<'_, W> {
-    /// Writes the current state (flushing everything before it).
-    pub fn emit_state(&mut self) -> anyhow::Result<()> {
-        self.writer.write_state(&self.state)?;
-        Ok(())
-    }
-
-    /// Writes the SCHEMA of `plan`'s record columns; key properties are the
-    /// primary key columns among them.
-    pub fn write_schema(
-        &mut self,
-        plan: &StreamPlan,
-        bookmark_properties: &[&str],
-    ) -> anyhow::Result<()> {
-        let columns: Vec<&crate::discovery::Column> = plan.record_columns().collect();
-        let key: Vec<&String> = plan
-            .table
-            .primary_key
-            .iter()
-            .filter(|k| columns.iter().any(|c| &c.name == *k))
-            .collect();
-        let schema = crate::discovery::stream_schema(&plan.table, &columns, &self.config.values);
-        self.writer
-            .write_schema(&plan.stream, &schema, &key, bookmark_properties)?;
-        Ok(())
-    }
-}
-
-/// Starts the read-only REPEATABLE READ transaction a stream is read in:
-/// one snapshot for the whole read.
-pub async fn snapshot(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
-    client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-}
 
 /// Opens a reading connection to `dbname` with the session settings the
 /// value encoding relies on.
@@ -330,9 +282,4 @@ fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> anyhow::Result<V
         bail!("no column is selected");
     }
     Ok(selected)
-}
-
-/// Milliseconds since the epoch, for a new table version.
-pub fn now_version() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

@@ -32,18 +32,18 @@ pub mod stream;
 pub mod streamer;
 
 use std::io::Write;
-use std::time::Duration;
 
 use pg::walsender::Lsn;
 use singer::catalog::ReplicationMethod;
 use singer::CatalogEntry;
 use tokio_postgres::Client;
 
+pub use crate::config::LogConfig;
 use crate::discovery::{RelKind, Table};
 use crate::encode::SESSION_SETTINGS;
+use crate::output::Ctx;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
-use crate::sync::{now_version, Ctx};
 use change::Live;
 pub use slot::slot_candidates;
 use streamer::Streamer;
@@ -56,29 +56,6 @@ pub struct LogStream<'a> {
     pub table: Table,
     /// The selected columns.
     pub selected: Vec<String>,
-}
-
-/// The LOG_BASED settings of the tap config.
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    /// `replication_slot`.
-    pub slot: Option<String>,
-    /// `create_replication_slot`.
-    pub create_slot: bool,
-    /// `tap_id`.
-    pub tap_id: Option<String>,
-    /// `break_at_end_lsn`.
-    pub break_at_end_lsn: bool,
-    /// `logical_poll_total_seconds`.
-    pub idle_timeout: Duration,
-    /// `max_run_seconds`.
-    pub max_run: Duration,
-    /// `wal_sender_timeout` in ms.
-    pub wal_sender_timeout_ms: u64,
-    /// `allow_tables_without_identity`.
-    pub allow_without_identity: bool,
-    /// `allow_state_behind_slot`.
-    pub allow_state_behind_slot: bool,
 }
 
 /// Runs the LOG_BASED streams of database `dbname`.
@@ -185,7 +162,7 @@ async fn streamed_tables<W: Write>(
         let version = match phase::version(ctx.state.bookmark(&id)) {
             Some(v) => v,
             None => {
-                let v = now_version();
+                let v = phase::new_version();
                 phase::set_version(ctx.state.bookmark_mut(&id), v);
                 v
             }

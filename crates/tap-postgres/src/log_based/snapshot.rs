@@ -54,9 +54,9 @@ use tokio_postgres::Client;
 
 use super::LogStream;
 use crate::full_table::{self, CopyKind};
+use crate::output::Ctx;
 use crate::phase::Phase;
 use crate::rows::StreamPlan;
-use crate::sync::Ctx;
 
 /// Whether stream `id` needs (the rest of) an initial copy.
 pub fn needs_copy<W: Write>(ctx: &Ctx<'_, W>, id: &str) -> bool {

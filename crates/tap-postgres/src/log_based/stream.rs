@@ -19,7 +19,7 @@ use super::slot::plugin_options;
 use super::streamer::{Event, FillRequest, Row, Step, Streamer};
 use super::LogConfig;
 use crate::discovery::{discover, Filter};
-use crate::sync::Ctx;
+use crate::output::Ctx;
 
 /// Where and how far to stream.
 pub struct Plan<'a> {

@@ -58,9 +58,9 @@ use singer::TimeExtracted;
 use super::change::{wal_text, Live, RecordBuf};
 use super::message::{Action, Change};
 use crate::encode::Encoder;
+use crate::output::Ctx;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
-use crate::sync::{now_version, Ctx};
 use crate::types::Kind;
 
 /// One event of the replication stream.
@@ -437,7 +437,7 @@ impl Streamer {
     fn truncate<W: Write>(&mut self, ctx: &mut Ctx<'_, W>, i: usize) -> anyhow::Result<()> {
         let end = self.txn.as_ref().expect("in a transaction").end;
         let l = &mut self.live[i];
-        l.version = now_version().max(l.version + 1);
+        l.version = phase::new_version().max(l.version + 1);
         phase::set_version(ctx.state.bookmark_mut(&l.id), l.version);
         ctx.writer.write_activate_version(&l.id, l.version)?;
         tracing::info!(
