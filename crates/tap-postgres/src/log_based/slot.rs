@@ -210,7 +210,8 @@ pub async fn find_slot(client: &Client, config: &LogConfig, dbname: &str) -> any
         .await
         .map_err(|e| {
             let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-            if text.contains("wal2json") {
+            // 58P01 undefined_file: the plugin's library is not installed.
+            if e.code().is_some_and(|c| c.code() == "58P01") {
                 anyhow!("cannot create replication slot {name:?}: {text}: install wal2json on the server (Debian: apt-get install postgresql-<major>-wal2json)")
             } else {
                 anyhow!("cannot create replication slot {name:?}: {text}")

@@ -64,7 +64,9 @@ pub async fn start(
     let mut options = plugin_options(&plan.tables);
     let stream = match rc.start_replication(plan.slot, plan.start, &options).await {
         Ok(s) => s,
-        Err(e) if e.to_string().contains("numeric-data-types-as-string") => {
+        // wal2json refuses an option it does not know with SQLSTATE 22023
+        // (invalid_parameter_value); the only optional one is the last.
+        Err(e) if e.sqlstate() == Some("22023") => {
             tracing::info!(
                 "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
                  float and numeric columns arrive as null in LOG_BASED records"
