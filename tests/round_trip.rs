@@ -19,7 +19,7 @@ INSERT INTO everything VALUES
   '{"a": [1, 2.50]}', '{"k": 1.10}', '\x00ff', '0044-03-15 BC', 'infinity', '2024-02-29 10:11:12.123456+05:30',
   '24:00:00', '10:11:12.345+03', '1 year 2 mons', 'happy', '10.0.0.1/8', 12.34, B'101', '[1,5)',
   '{{1,2},{3,NULL}}', '{"a b",NULL,""}', '2024-01-01'),
- (2, NULL, NULL, NULL, '-Infinity', '-0', 1e300, false, '', '', '', NULL, NULL, '"str"', '\x', '10000-01-01',
+ (2, NULL, NULL, NULL, '-Infinity', '-0', 1e300, false, '', '', '', NULL, 'null', '"str"', '\x', '10000-01-01',
   '-infinity', '-infinity', '00:00:00', '00:00:00-08:00', '-1 days', NULL, NULL, NULL, NULL, 'empty', '{}', NULL,
   '2024-01-02'),
  (3, 0, -9223372036854775808, -0.0000000001, 1.1000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -132,6 +132,7 @@ async fn log_based_initial_copy_and_changes_come_back_exactly() {
              UPDATE everything SET id = 30 WHERE id = 2;                 -- a key change
              DELETE FROM everything WHERE id = 1;
              INSERT INTO everything (id, num, txt) VALUES (5, 5.5, 'five');
+             UPDATE everything SET jb = 'null' WHERE id = 3;            -- JSON null, not SQL NULL
              DELETE FROM events WHERE id < 100;
              UPDATE events SET payload = '{\"changed\": true}' WHERE id = 200;
              INSERT INTO events VALUES (1001, 'us', '[]');",

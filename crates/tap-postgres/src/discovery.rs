@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use singer::{Catalog, CatalogEntry};
 use tokio_postgres::Client;
 
-use crate::encode::ValueOptions;
+use crate::encode::{ValueOptions, Widen};
 use crate::types::{can_be_replication_key, column_schema, kind_of, Kind, TypeInfo};
 
 /// What kind of relation a stream reads.
@@ -308,15 +308,26 @@ pub fn catalog_entry(table: &Table, database: &str, opts: &ValueOptions) -> Cata
     entry
 }
 
-/// The JSON Schema of a stream of `columns` of `table`, in that order. Key
-/// columns are not nullable (as the peers).
+/// The (narrow) JSON Schema of a stream of `columns` of `table`, in that
+/// order. Key columns are not nullable (as the peers).
 pub fn stream_schema(table: &Table, columns: &[&Column], opts: &ValueOptions) -> Value {
+    stream_schema_widened(table, columns, opts, |_| Widen::NONE)
+}
+
+/// [`stream_schema`] with each column widened by what `widen` says its
+/// values needed (see `types::column_schema`).
+pub fn stream_schema_widened(
+    table: &Table,
+    columns: &[&Column],
+    opts: &ValueOptions,
+    widen: impl Fn(&Column) -> Widen,
+) -> Value {
     let mut properties = Map::new();
     for c in columns {
         let nullable = !table.primary_key.contains(&c.name);
         properties.insert(
             c.name.clone(),
-            column_schema(&c.kind, &c.create_type, nullable, opts),
+            column_schema(&c.kind, &c.create_type, nullable, opts, widen(c)),
         );
     }
     json!({ "type": "object", "properties": properties })

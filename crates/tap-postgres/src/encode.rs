@@ -11,10 +11,10 @@
 //! |---|---|---|
 //! | integers | `42` | `42` |
 //! | numeric | `12.50` | `12.50` (exact digits) |
-//! | float | `1.5`, `1e+20` | `1.5`, `1e+20` |
+//! | float | `1.5`, `1e+20`, `-0` | `1.5`, `1e+20`, `-0.0` |
 //! | NaN, ±Infinity | `NaN` | per [`SpecialNumbers`] |
 //! | boolean | `t` | `true` |
-//! | json, jsonb | `{"a": 1}` | embedded (the JSON value `null` is counted: it reads as SQL NULL) |
+//! | json, jsonb | `{"a": 1}` | embedded; from a JSON `null` on, JSON text in strings (`"null"`) |
 //! | hstore | `"a"=>"1"` | `{"a":"1"}` |
 //! | bytea | `\x00ff` | `"00ff"` (hex) or `"AP8="` (base64) |
 //! | date | `2024-02-29` | `"2024-02-29"` |
@@ -28,8 +28,24 @@
 //!
 //! Invariant: an encoder writes exactly one JSON value into `out`, or
 //! returns an error and writes nothing usable (the caller discards the row).
+//!
+//! Narrow schemas, widened on demand: a column's schema starts narrow (what
+//! every common target and validator takes natively). A value the narrow
+//! schema cannot describe — NaN/±Infinity under `special_numbers: string`,
+//! a date outside RFC 3339 under `out_of_range_dates: string`, a
+//! multi-dimensional array, a json value that is the JSON literal `null`
+//! — sets a [`Widen`] flag on its column's [`Encoder`]; the stream's SCHEMA
+//! is written again, widened, before the record holding it (see
+//! `rows::StreamPlan::widen_schema`). So every record matches the last
+//! SCHEMA, other targets see an honest schema change, and a PostgreSQL
+//! target keeps the column type from `x-sql-datatype` and loads the value
+//! exactly. A float/date/time text goes through one function per type
+//! ([`write_float`], [`special_number`], [`out_of_range`],
+//! [`encode_timestamp`], [`write_time`], [`write_json`]) so any reader
+//! (text COPY, wal2json, binary) formats it the same way.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use base64::Engine as _;
 
@@ -130,6 +146,43 @@ fn err<T>(message: String) -> Result<T, ValueError> {
     Err(ValueError { message })
 }
 
+/// What a column's values have needed beyond the column's narrow schema
+/// (bit flags; see `types::column_schema`). The narrow schema is what every
+/// common Singer target and validator takes natively; a value that does
+/// not fit it (NaN in a `number`, `infinity` under `format: date`, …)
+/// sets a flag, and the stream's SCHEMA is sent again, widened, before the
+/// first record holding such a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Widen(u8);
+
+impl Widen {
+    /// Nothing beyond the narrow schema.
+    pub const NONE: Widen = Widen(0);
+    /// A NaN/±Infinity written as a string: `number` also allows `string`.
+    pub const SPECIAL_NUMBER: Widen = Widen(1);
+    /// A date or timestamp RFC 3339 cannot carry (year > 9999, BC,
+    /// `infinity`), written in PostgreSQL's spelling: the `format` is
+    /// dropped.
+    pub const NO_FORMAT: Widen = Widen(2);
+    /// An array of more than one dimension: items may be arrays.
+    pub const NESTED_ARRAY: Widen = Widen(4);
+    /// A json/jsonb value that is the JSON literal `null`: from then on the
+    /// column's values are JSON text in strings (`contentMediaType:
+    /// application/json`), so `"null"` (JSON null) differs from `null`
+    /// (SQL NULL).
+    pub const JSON_TEXT: Widen = Widen(8);
+
+    /// Whether every flag of `other` is set in `self`.
+    pub fn contains(self, other: Widen) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Both sets of flags.
+    pub fn union(self, other: Widen) -> Widen {
+        Widen(self.0 | other.0)
+    }
+}
+
 /// Counts of values a `null` policy replaced, for the end-of-stream report.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Replaced {
@@ -137,22 +190,63 @@ pub struct Replaced {
     pub special_numbers: u64,
     /// Out-of-range dates written as null.
     pub out_of_range: u64,
-    /// json/jsonb values that are the JSON literal `null`: written as
-    /// `null`, which a reader cannot tell from SQL NULL.
+    /// json/jsonb array elements that are the JSON literal `null`: written
+    /// as `null`, which a reader cannot tell from SQL NULL. (A json column's
+    /// own values switch to JSON text instead, [`Widen::JSON_TEXT`].)
     pub json_null: u64,
 }
 
-/// Encodes the values of one column.
-#[derive(Debug, Clone)]
+/// Encodes the values of one column, and remembers what its values needed
+/// beyond the narrow schema ([`Widen`]) and what the last SCHEMA sent
+/// announced.
+#[derive(Debug)]
 pub struct Encoder {
     kind: Kind,
     opts: ValueOptions,
+    /// [`Widen`] flags the values so far needed (atomics: encoders are
+    /// shared by reference across awaits; relaxed order, one thread writes).
+    seen: AtomicU8,
+    /// [`Widen`] flags of the last SCHEMA written for the stream.
+    announced: AtomicU8,
+}
+
+impl Clone for Encoder {
+    fn clone(&self) -> Encoder {
+        Encoder {
+            kind: self.kind.clone(),
+            opts: self.opts,
+            seen: AtomicU8::new(self.seen.load(Relaxed)),
+            announced: AtomicU8::new(self.announced.load(Relaxed)),
+        }
+    }
 }
 
 impl Encoder {
     /// An encoder for `kind` under `opts`.
     pub fn new(kind: Kind, opts: ValueOptions) -> Encoder {
-        Encoder { kind, opts }
+        Encoder {
+            kind,
+            opts,
+            seen: AtomicU8::new(0),
+            announced: AtomicU8::new(0),
+        }
+    }
+
+    /// What the values so far needed beyond the narrow schema.
+    pub fn widened(&self) -> Widen {
+        Widen(self.seen.load(Relaxed))
+    }
+
+    /// Whether a value needed more than the last SCHEMA announced (then a
+    /// widened SCHEMA must precede the record).
+    pub fn needs_announcement(&self) -> bool {
+        let seen = self.seen.load(Relaxed);
+        seen & !self.announced.load(Relaxed) != 0
+    }
+
+    /// Records that a SCHEMA built from [`Encoder::widened`] was written.
+    pub fn announce(&self) {
+        self.announced.store(self.seen.load(Relaxed), Relaxed);
     }
 
     /// The column's kind.
@@ -167,16 +261,26 @@ impl Encoder {
         out: &mut Vec<u8>,
         replaced: &mut Replaced,
     ) -> Result<(), ValueError> {
-        encode_kind(&self.kind, &self.opts, text, out, replaced)
+        let mut widen = self.widened();
+        let before = widen;
+        encode_kind(&self.kind, &self.opts, text, out, replaced, &mut widen)?;
+        if widen != before {
+            self.seen.fetch_or(widen.0, Relaxed);
+        }
+        Ok(())
     }
 }
 
+/// Encodes one value. `widen` holds, on entry, what the column's values
+/// needed so far (a JSON_TEXT column writes JSON text); a value that needs
+/// more adds its flag.
 fn encode_kind(
     kind: &Kind,
     opts: &ValueOptions,
     text: &str,
     out: &mut Vec<u8>,
     replaced: &mut Replaced,
+    widen: &mut Widen,
 ) -> Result<(), ValueError> {
     match kind {
         Kind::Int { .. } => {
@@ -192,7 +296,7 @@ fn encode_kind(
         }
         Kind::Numeric | Kind::Float => {
             if matches!(text, "NaN" | "Infinity" | "-Infinity") {
-                return special_number(opts, text, out, replaced);
+                return special_number(opts, text, out, replaced, widen);
             }
             if !is_json_number(text) {
                 return err(format!("{text:?} is not a number"));
@@ -201,6 +305,8 @@ fn encode_kind(
                 out.push(b'"');
                 out.extend_from_slice(text.as_bytes());
                 out.push(b'"');
+            } else if *kind == Kind::Float {
+                write_float(text, out);
             } else {
                 out.extend_from_slice(text.as_bytes());
             }
@@ -210,12 +316,7 @@ fn encode_kind(
             "f" | "false" => out.extend_from_slice(b"false"),
             _ => return err(format!("{text:?} is not a boolean")),
         },
-        Kind::Json => {
-            if text.trim() == "null" {
-                replaced.json_null += 1;
-            }
-            out.extend_from_slice(text.as_bytes())
-        }
+        Kind::Json => write_json(text, out, widen),
         Kind::Hstore => encode_hstore(text, out)?,
         Kind::Bytea => {
             let Some(hex) = text.strip_prefix("\\x") else {
@@ -236,17 +337,14 @@ fn encode_kind(
             if is_plain_date(text) {
                 write_str(out, text);
             } else {
-                out_of_range(opts, text, text, out, replaced)?;
+                out_of_range(opts, text, text, out, replaced, widen)?;
             }
         }
-        Kind::Timestamp | Kind::TimestampTz => encode_timestamp(kind, opts, text, out, replaced)?,
-        Kind::TimeTz => {
-            let mut s = String::with_capacity(text.len() + 3);
-            s.push_str(text);
-            normalize_offset(&mut s, text.rfind(['+', '-']));
-            write_str(out, &s);
+        Kind::Timestamp | Kind::TimestampTz => {
+            encode_timestamp(kind, opts, text, out, replaced, widen)?
         }
-        Kind::Text { .. } | Kind::Uuid | Kind::Time | Kind::Other => write_str(out, text),
+        Kind::Time | Kind::TimeTz => write_time(kind, text, out),
+        Kind::Text { .. } | Kind::Uuid | Kind::Other => write_str(out, text),
         Kind::Array { element, delimiter } => {
             ArrayParser {
                 text: text.as_bytes(),
@@ -255,53 +353,111 @@ fn encode_kind(
                 element,
                 opts,
             }
-            .encode(out, replaced)?;
+            .encode(out, replaced, widen)?;
         }
     }
     Ok(())
 }
 
-fn special_number(
+/// A float's text output (`extra_float_digits=3`: the shortest exact
+/// digits) as JSON. `-0` becomes `-0.0`: most JSON readers but
+/// JavaScript's read `-0` as the integer 0 and lose the sign; `-0.0` keeps
+/// it everywhere. NaN/±Infinity go through [`special_number`] instead.
+pub fn write_float(text: &str, out: &mut Vec<u8>) {
+    if text == "-0" {
+        out.extend_from_slice(b"-0.0");
+    } else {
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// NaN, Infinity or -Infinity (`text`, PostgreSQL's spelling) of a float
+/// or numeric, per `special_numbers`; a string widens the schema.
+pub fn special_number(
     opts: &ValueOptions,
     text: &str,
     out: &mut Vec<u8>,
     replaced: &mut Replaced,
+    widen: &mut Widen,
 ) -> Result<(), ValueError> {
     apply(
         opts.special_numbers,
         text,
         out,
         &mut replaced.special_numbers,
+        (widen, Widen::SPECIAL_NUMBER),
         || format!("{text} cannot be written as a JSON number (special_numbers: error)"),
     )
 }
 
-fn out_of_range(
+/// A date or timestamp outside RFC 3339 (`original` as PostgreSQL wrote
+/// it, `spelled` as the tap writes it), per `out_of_range_dates`; a string
+/// widens the schema (drops its `format`).
+pub fn out_of_range(
     opts: &ValueOptions,
     original: &str,
     spelled: &str,
     out: &mut Vec<u8>,
     replaced: &mut Replaced,
+    widen: &mut Widen,
 ) -> Result<(), ValueError> {
     apply(
         opts.out_of_range,
         spelled,
         out,
         &mut replaced.out_of_range,
+        (widen, Widen::NO_FORMAT),
         || format!("{original:?} is outside RFC 3339 (out_of_range_dates: error)"),
     )
 }
 
-/// Writes `spelled` as a string, or null (counted), or refuses, per `policy`.
+/// A json/jsonb value's text. Embedded as JSON, except in a column that
+/// has held the JSON literal `null` (from that value on): there every value
+/// is its JSON text in a string (`"null"`, `"{\"a\": 1}"`), so that JSON
+/// null and SQL NULL (`null`) stay apart. Whitespace and key order are
+/// jsonb's own output, so the text is the value.
+pub fn write_json(text: &str, out: &mut Vec<u8>, widen: &mut Widen) {
+    if !widen.contains(Widen::JSON_TEXT) && text.trim() == "null" {
+        *widen = widen.union(Widen::JSON_TEXT);
+    }
+    if widen.contains(Widen::JSON_TEXT) {
+        write_str(out, text);
+    } else {
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// A time or timetz text output, as PostgreSQL wrote it; timetz's `+HH`
+/// becomes `+HH:MM`. (Their schema has no `format: time`: no value can
+/// satisfy both RFC 3339's `full-time`, which needs an offset, and
+/// singer-check-tap's `%H:%M:%S`, which allows neither offset nor
+/// fraction.)
+pub fn write_time(kind: &Kind, text: &str, out: &mut Vec<u8>) {
+    if *kind == Kind::TimeTz {
+        let mut s = String::with_capacity(text.len() + 3);
+        s.push_str(text);
+        normalize_offset(&mut s, text.rfind(['+', '-']));
+        write_str(out, &s);
+    } else {
+        write_str(out, text);
+    }
+}
+
+/// Writes `spelled` as a string (adding `flag` to `widen`), or null
+/// (counted), or refuses, per `policy`.
 fn apply(
     policy: Policy,
     spelled: &str,
     out: &mut Vec<u8>,
     count: &mut u64,
+    (widen, flag): (&mut Widen, Widen),
     refusal: impl FnOnce() -> String,
 ) -> Result<(), ValueError> {
     match policy {
-        Policy::String => write_str(out, spelled),
+        Policy::String => {
+            *widen = widen.union(flag);
+            write_str(out, spelled)
+        }
         Policy::Null => {
             *count += 1;
             out.extend_from_slice(b"null");
@@ -317,15 +473,19 @@ fn is_plain_date(s: &str) -> bool {
     b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b[..4].iter().all(u8::is_ascii_digit)
 }
 
-fn encode_timestamp(
+/// A timestamp or timestamptz text output (`2024-02-29 10:11:12.5+00`) as
+/// RFC 3339 (`2024-02-29T10:11:12.5+00:00`; a `timestamp` gets `+00:00`
+/// with `naive_timestamp_offset`); outside RFC 3339 per [`out_of_range`].
+pub fn encode_timestamp(
     kind: &Kind,
     opts: &ValueOptions,
     text: &str,
     out: &mut Vec<u8>,
     replaced: &mut Replaced,
+    widen: &mut Widen,
 ) -> Result<(), ValueError> {
     if text == "infinity" || text == "-infinity" {
-        return out_of_range(opts, text, text, out, replaced);
+        return out_of_range(opts, text, text, out, replaced, widen);
     }
     let (body, bc) = match text.strip_suffix(" BC") {
         Some(b) => (b, true),
@@ -353,7 +513,7 @@ fn encode_timestamp(
         write_str(out, &s);
         Ok(())
     } else {
-        out_of_range(opts, text, &s, out, replaced)
+        out_of_range(opts, text, &s, out, replaced, widen)
     }
 }
 
@@ -502,6 +662,26 @@ struct ArrayParser<'a> {
 }
 
 impl ArrayParser<'_> {
+    /// One element. A json element that is the JSON literal `null` stays
+    /// `null` and is counted: JSON_TEXT applies to json columns, not to
+    /// json arrays (rare enough not to turn every element into text).
+    fn element_value(
+        &self,
+        text: &str,
+        out: &mut Vec<u8>,
+        replaced: &mut Replaced,
+        widen: &mut Widen,
+    ) -> Result<(), ValueError> {
+        if *self.element == Kind::Json {
+            if text.trim() == "null" {
+                replaced.json_null += 1;
+            }
+            out.extend_from_slice(text.as_bytes());
+            return Ok(());
+        }
+        encode_kind(self.element, self.opts, text, out, replaced, widen)
+    }
+
     fn bad(&self) -> ValueError {
         ValueError {
             message: format!(
@@ -512,7 +692,12 @@ impl ArrayParser<'_> {
         }
     }
 
-    fn encode(mut self, out: &mut Vec<u8>, replaced: &mut Replaced) -> Result<(), ValueError> {
+    fn encode(
+        mut self,
+        out: &mut Vec<u8>,
+        replaced: &mut Replaced,
+        widen: &mut Widen,
+    ) -> Result<(), ValueError> {
         if self.text.first() == Some(&b'[') {
             // Non-default lower bounds: `[0:1]={…}`. JSON arrays start at 0.
             let eq = self
@@ -522,16 +707,25 @@ impl ArrayParser<'_> {
                 .ok_or_else(|| self.bad())?;
             self.pos = eq + 1;
         }
-        self.level(out, replaced)?;
+        self.level(out, replaced, widen, 0)?;
         if self.pos != self.text.len() {
             return Err(self.bad());
         }
         Ok(())
     }
 
-    fn level(&mut self, out: &mut Vec<u8>, replaced: &mut Replaced) -> Result<(), ValueError> {
+    fn level(
+        &mut self,
+        out: &mut Vec<u8>,
+        replaced: &mut Replaced,
+        widen: &mut Widen,
+        depth: usize,
+    ) -> Result<(), ValueError> {
         if self.text.get(self.pos) != Some(&b'{') {
             return Err(self.bad());
+        }
+        if depth > 0 {
+            *widen = widen.union(Widen::NESTED_ARRAY);
         }
         self.pos += 1;
         out.push(b'[');
@@ -543,10 +737,10 @@ impl ArrayParser<'_> {
         let mut item = String::new();
         loop {
             match self.text.get(self.pos) {
-                Some(b'{') => self.level(out, replaced)?,
+                Some(b'{') => self.level(out, replaced, widen, depth + 1)?,
                 Some(b'"') => {
                     self.pos = quoted(self.text, self.pos, &mut item).ok_or_else(|| self.bad())?;
-                    encode_kind(self.element, self.opts, &item, out, replaced)?;
+                    self.element_value(&item, out, replaced, widen)?;
                 }
                 Some(_) => {
                     let start = self.pos;
@@ -562,7 +756,7 @@ impl ArrayParser<'_> {
                     if token.eq_ignore_ascii_case("NULL") {
                         out.extend_from_slice(b"null");
                     } else {
-                        encode_kind(self.element, self.opts, token, out, replaced)?;
+                        self.element_value(token, out, replaced, widen)?;
                     }
                 }
                 None => return Err(self.bad()),
@@ -613,7 +807,9 @@ mod tests {
         assert_eq!(enc(Kind::Numeric, "1.1000"), "1.1000");
         assert_eq!(enc(Kind::Numeric, "-0.01"), "-0.01");
         assert_eq!(enc(Kind::Float, "1e+20"), "1e+20");
-        assert_eq!(enc(Kind::Float, "-0"), "-0");
+        // -0 keeps its sign in every JSON reader (Python reads `-0` as int 0).
+        assert_eq!(enc(Kind::Float, "-0"), "-0.0");
+        assert_eq!(enc(Kind::Float, "0"), "0");
         assert_eq!(enc(Kind::Float, "NaN"), "\"NaN\"");
         assert_eq!(enc(Kind::Numeric, "-Infinity"), "\"-Infinity\"");
         let null = ValueOptions {
@@ -690,6 +886,88 @@ mod tests {
                 .message,
             "\"10000-01-01\" is outside RFC 3339 (out_of_range_dates: error)"
         );
+    }
+
+    /// What one value makes the column's schema need, from a fresh encoder.
+    fn widen_of(kind: Kind, opts: ValueOptions, text: &str) -> Widen {
+        let e = Encoder::new(kind, opts);
+        e.encode(text, &mut Vec::new(), &mut Replaced::default())
+            .unwrap();
+        e.widened()
+    }
+
+    #[test]
+    fn values_outside_the_narrow_schema_widen_it() {
+        let d = ValueOptions::default();
+        for (kind, text) in [
+            (Kind::Float, "1.5"),
+            (Kind::Float, "-0"),
+            (Kind::Numeric, "12.50"),
+            (Kind::Date, "2024-02-29"),
+            (Kind::TimestampTz, "2024-02-29 10:11:12+00"),
+            (Kind::Time, "24:00:00"),
+            (Kind::TimeTz, "10:11:12+05:30:15"),
+            (Kind::Json, "{\"a\": null}"),
+            (Kind::Json, "\"null\""),
+        ] {
+            assert_eq!(
+                widen_of(kind.clone(), d, text),
+                Widen::NONE,
+                "{kind:?} {text}"
+            );
+        }
+        for (kind, text, widen) in [
+            (Kind::Float, "NaN", Widen::SPECIAL_NUMBER),
+            (Kind::Numeric, "-Infinity", Widen::SPECIAL_NUMBER),
+            (Kind::Date, "infinity", Widen::NO_FORMAT),
+            (Kind::Date, "0044-03-15 BC", Widen::NO_FORMAT),
+            (Kind::Timestamp, "10000-01-01 00:00:00", Widen::NO_FORMAT),
+            (Kind::Json, " null", Widen::JSON_TEXT),
+        ] {
+            assert_eq!(widen_of(kind.clone(), d, text), widen, "{kind:?} {text}");
+        }
+        // The peers' policies write null: nothing to widen.
+        let null = ValueOptions {
+            special_numbers: Policy::Null,
+            out_of_range: Policy::Null,
+            ..d
+        };
+        assert_eq!(widen_of(Kind::Float, null, "NaN"), Widen::NONE);
+        assert_eq!(widen_of(Kind::Date, null, "infinity"), Widen::NONE);
+        let ints = Kind::Array {
+            element: Box::new(Kind::Int { min: 0, max: 0 }),
+            delimiter: b',',
+        };
+        assert_eq!(widen_of(ints.clone(), d, "{1,NULL}"), Widen::NONE);
+        assert_eq!(widen_of(ints, d, "{{1},{2}}"), Widen::NESTED_ARRAY);
+        let floats = Kind::Array {
+            element: Box::new(Kind::Float),
+            delimiter: b',',
+        };
+        assert_eq!(
+            widen_of(floats, d, "{{NaN}}"),
+            Widen::NESTED_ARRAY.union(Widen::SPECIAL_NUMBER)
+        );
+    }
+
+    #[test]
+    fn a_json_null_turns_the_column_into_json_text() {
+        let e = Encoder::new(Kind::Json, ValueOptions::default());
+        let mut r = Replaced::default();
+        let mut out = Vec::new();
+        for text in ["{\"a\": 1}", "null", "{\"a\": 1}", "\"null\""] {
+            e.encode(text, &mut out, &mut r).unwrap();
+            out.push(b' ');
+        }
+        // Before: embedded. From the JSON null on: its text in a string.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a": 1} "null" "{\"a\": 1}" "\"null\"" "#
+        );
+        assert!(e.needs_announcement());
+        e.announce();
+        assert!(!e.needs_announcement());
+        assert_eq!(e.widened(), Widen::JSON_TEXT);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! NULL) is read in key order, in chunks of `itersize` rows (`ORDER BY key
 //! LIMIT n`, so the planner walks the key's index instead of sorting the
 //! table). Every `state_interval_rows` rows a STATE carries the last key
-//! written (`last_pk_fetched`); a run started from that state reads the
+//! written (`last_pk_fetched`; a checkpoint, see `sync`); a run started from that state reads the
 //! rows after that key, so the two runs together cover every row (the peers
 //! order by `xmin::text` and resume by `age(xmin)`, which skips rows). A
 //! table without such a key (and every view) is read in one statement and
@@ -22,11 +22,11 @@ use singer::catalog::ReplicationMethod;
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
+use crate::binary::copy_rows;
 use crate::output::Ctx;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
-use crate::read::snapshot;
-use crate::read::{bind_values, copy_lines};
+use crate::read::{bind_values, snapshot};
 use crate::rows::{RowEncoder, StreamPlan};
 
 /// What kind of copy [`sync`] makes.
@@ -83,7 +83,7 @@ pub async fn sync<W: Write>(
     let b = ctx.state.bookmark_mut(&id);
     phase::set_method(b, kind.method);
     phase::set_version(b, version);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     ctx.write_schema(plan, &[])?;
     if first_ever {
         ctx.writer.write_activate_version(&id, version)?;
@@ -98,12 +98,13 @@ pub async fn sync<W: Write>(
         .await?;
     }
     let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
-    let select = plan.select_list();
+    let select = plan.binary_select_list();
     let key_positions: Vec<usize> = key
         .iter()
         .map(|k| plan.position(k).expect("key columns are in the plan"))
         .collect();
     let mut encoder = RowEncoder::new(plan);
+    let opts = ctx.config.values;
     let mut progress = Progress::new(
         &id,
         "rows",
@@ -120,11 +121,7 @@ pub async fn sync<W: Write>(
         let query = if key.is_empty() {
             format!("SELECT {select} FROM {table}")
         } else {
-            let order = key
-                .iter()
-                .map(|k| pg::quote_ident(k))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let order = plan.order_by(key);
             let filter = match &last {
                 Some(values) => {
                     let exprs = bind_values(&tx, plan, key, values).await?;
@@ -136,8 +133,11 @@ pub async fn sync<W: Write>(
         };
         let writer = &mut *ctx.writer;
         let state = &mut ctx.state;
-        let rows = copy_lines(&tx, &query, |line| {
-            let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
+        let rows = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
+            let record = encoder
+                .encode_binary(row, fields)
+                .map_err(anyhow::Error::from)?;
+            plan.widen_schema(writer, &opts, &[])?;
             writer.write_record_raw(&id, record, Some(version), Some(&time))?;
             progress.row();
             since_state += 1;
@@ -152,7 +152,7 @@ pub async fn sync<W: Write>(
                     lsn: None,
                 };
                 copying.write(state.bookmark_mut(&id));
-                writer.write_state(&*state)?;
+                writer.write_state_checkpoint(&*state)?;
             }
             Ok(())
         })
@@ -172,7 +172,7 @@ pub async fn sync<W: Write>(
         None => Phase::Fresh,
     };
     done.write(ctx.state.bookmark_mut(&id));
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     Metric::counter("record_count", total, &[("stream", &id)]).log();
     tracing::info!("stream {id}: FULL_TABLE done, {total} rows");
     Ok(())
@@ -189,7 +189,7 @@ pub fn report_replaced(id: &str, encoder: &RowEncoder<'_>) {
     }
     if r.json_null > 0 {
         tracing::warn!(
-            "stream {id}: {} json/jsonb values were the JSON literal null; written as null, a target reads them as SQL NULL",
+            "stream {id}: {} json/jsonb array elements were the JSON literal null; written as null, a target reads them as SQL NULL",
             r.json_null
         );
     }

@@ -20,12 +20,12 @@ use singer::catalog::ReplicationMethod;
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
+use crate::binary::copy_rows;
 use crate::full_table::report_replaced;
 use crate::output::Ctx;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
-use crate::read::snapshot;
-use crate::read::{bind_values, copy_lines};
+use crate::read::{bind_values, snapshot};
 use crate::rows::{RowEncoder, StreamPlan};
 
 /// Reads the rows past the bookmark.
@@ -65,7 +65,7 @@ pub async fn sync<W: Write>(
     phase::set_method(b, method);
     phase::set_replication_key(b, key);
     phase::set_version(b, version);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     ctx.write_schema(plan, &[key])?;
     ctx.writer.write_activate_version(&id, version)?;
 
@@ -109,11 +109,13 @@ pub async fn sync<W: Write>(
         )
     };
     let query = format!(
-        "SELECT {} FROM {table} {filter} ORDER BY {k}",
-        plan.select_list()
+        "SELECT {} FROM {table} {filter} ORDER BY {}",
+        plan.binary_select_list(),
+        plan.order_by(&[key.to_string()])
     );
     let position = plan.position(key).expect("the key is in the plan");
     let mut encoder = RowEncoder::new(plan);
+    let opts = ctx.config.values;
     let mut progress = Progress::new(&id, "rows", ctx.config.progress_every, None);
     let interval = ctx.config.state_interval_rows;
     let time = TimeExtracted::now();
@@ -128,8 +130,11 @@ pub async fn sync<W: Write>(
     };
     let writer = &mut *ctx.writer;
     let state = &mut ctx.state;
-    let total = copy_lines(&tx, &query, |line| {
-        let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
+    let total = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
+        let record = encoder
+            .encode_binary(row, fields)
+            .map_err(anyhow::Error::from)?;
+        plan.widen_schema(writer, &opts, &[key])?;
         writer.write_record_raw(&id, record, Some(version), Some(&time))?;
         progress.row();
         let value = encoder.value(position);
@@ -142,7 +147,7 @@ pub async fn sync<W: Write>(
             if let Some(value) = last.take() {
                 past(state.bookmark_mut(&id), value);
             }
-            writer.write_state(&*state)?;
+            writer.write_state_checkpoint(&*state)?;
         }
         Ok(())
     })
@@ -152,7 +157,7 @@ pub async fn sync<W: Write>(
     }
     tx.commit().await?;
     report_replaced(&id, &encoder);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     Metric::counter("record_count", total, &[("stream", &id)]).log();
     tracing::info!("stream {id}: INCREMENTAL done, {total} rows");
     Ok(())

@@ -29,23 +29,24 @@ impl<W: Write> Ctx<'_, W> {
         Ok(())
     }
 
-    /// Writes the SCHEMA of `plan`'s record columns; key properties are the
-    /// primary key columns among them.
+    /// Writes the current state if the output since the last one is at
+    /// least as long as it ([`MessageWriter::write_state_checkpoint`]):
+    /// the cadence of the per-stream and per-interval states, so that
+    /// thousands of streams do not make the output quadratic.
+    pub fn checkpoint(&mut self) -> anyhow::Result<()> {
+        self.writer.write_state_checkpoint(&self.state)?;
+        Ok(())
+    }
+
+    /// Writes the SCHEMA of `plan`'s record columns (narrow, widened by what
+    /// their values so far needed); key properties are the primary key
+    /// columns among them.
     pub fn write_schema(
         &mut self,
         plan: &StreamPlan,
         bookmark_properties: &[&str],
     ) -> anyhow::Result<()> {
-        let columns: Vec<&crate::discovery::Column> = plan.record_columns().collect();
-        let key: Vec<&String> = plan
-            .table
-            .primary_key
-            .iter()
-            .filter(|k| columns.iter().any(|c| &c.name == *k))
-            .collect();
-        let schema = crate::discovery::stream_schema(&plan.table, &columns, &self.config.values);
-        self.writer
-            .write_schema(&plan.stream, &schema, &key, bookmark_properties)?;
+        plan.write_schema(self.writer, &self.config.values, bookmark_properties)?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::encode::{SpecialNumbers, ValueOptions};
+use crate::encode::{ValueOptions, Widen};
 
 /// How a column's text output becomes JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,9 +189,26 @@ pub fn kind_of(types: &dyn TypeLookup, type_oid: u32, typmod: i32) -> Kind {
 }
 
 /// The JSON Schema of a column: nullable unless `nullable` is false (key
-/// columns), with `x-sql-datatype` set to `sql_type`.
-pub fn column_schema(kind: &Kind, sql_type: &str, nullable: bool, opts: &ValueOptions) -> Value {
-    let mut schema = kind_schema(kind, nullable, opts);
+/// columns), with `x-sql-datatype` set to `sql_type`; narrow, plus what
+/// `widen` says the values so far needed.
+///
+/// Narrow means what every common Singer target and validator takes
+/// natively: numbers are `number` only, `format: date`/`date-time` only
+/// for values RFC 3339 carries (time has none), array items are the element's schema
+/// (no nested arrays), json is any JSON with `items: {}` (singer-python's
+/// Transformer needs `items` for `array`). A value that needs more widens
+/// the column ([`Widen`]): `number` + `string` for NaN/±Infinity, no
+/// `format` for `infinity`/BC/year > 9999, items that may be
+/// arrays, and for json, JSON text in strings (`contentMediaType:
+/// application/json`) once a value is the JSON literal `null`.
+pub fn column_schema(
+    kind: &Kind,
+    sql_type: &str,
+    nullable: bool,
+    opts: &ValueOptions,
+    widen: Widen,
+) -> Value {
+    let mut schema = kind_schema(kind, nullable, opts, widen);
     if let Value::Object(map) = &mut schema {
         map.insert("x-sql-datatype".into(), Value::String(sql_type.into()));
     }
@@ -207,11 +224,18 @@ fn types(nullable: bool, names: &[&str]) -> Value {
     Value::Array(v)
 }
 
-fn kind_schema(kind: &Kind, nullable: bool, opts: &ValueOptions) -> Value {
-    let number_types: &[&str] = if opts.special_numbers == SpecialNumbers::String {
+fn kind_schema(kind: &Kind, nullable: bool, opts: &ValueOptions, widen: Widen) -> Value {
+    let number_types: &[&str] = if widen.contains(Widen::SPECIAL_NUMBER) {
         &["number", "string"]
     } else {
         &["number"]
+    };
+    let formatted = |format: &str| {
+        if widen.contains(Widen::NO_FORMAT) {
+            json!({ "type": types(nullable, &["string"]) })
+        } else {
+            json!({ "type": types(nullable, &["string"]), "format": format })
+        }
     };
     match kind {
         Kind::Int { min, max } => {
@@ -236,8 +260,13 @@ fn kind_schema(kind: &Kind, nullable: bool, opts: &ValueOptions) -> Value {
             Value::Object(m)
         }
         Kind::Uuid => json!({ "type": types(nullable, &["string"]), "format": "uuid" }),
+        Kind::Json if widen.contains(Widen::JSON_TEXT) => json!({
+            "type": types(nullable, &["string"]),
+            "contentMediaType": "application/json",
+        }),
         Kind::Json => json!({
             "type": types(nullable, &["object", "array", "string", "number", "boolean"]),
+            "items": {},
         }),
         Kind::Hstore => json!({
             "type": types(nullable, &["object"]),
@@ -247,19 +276,23 @@ fn kind_schema(kind: &Kind, nullable: bool, opts: &ValueOptions) -> Value {
             "type": types(nullable, &["string"]),
             "contentEncoding": opts.bytea.content_encoding(),
         }),
-        Kind::Date => json!({ "type": types(nullable, &["string"]), "format": "date" }),
-        Kind::Timestamp | Kind::TimestampTz => {
-            json!({ "type": types(nullable, &["string"]), "format": "date-time" })
-        }
-        Kind::Time | Kind::TimeTz => {
-            json!({ "type": types(nullable, &["string"]), "format": "time" })
-        }
+        Kind::Date => formatted("date"),
+        Kind::Timestamp | Kind::TimestampTz => formatted("date-time"),
+        // No `format: time`: RFC 3339 validators want an offset, which
+        // singer-check-tap (`%H:%M:%S`) rejects, as it rejects fractions.
+        Kind::Time | Kind::TimeTz => json!({ "type": types(nullable, &["string"]) }),
         Kind::Other => json!({ "type": types(nullable, &["string"]) }),
         Kind::Array { element, .. } => {
-            // Any number of dimensions: an item is an element or a nested array.
-            let mut item = kind_schema(element, true, opts);
-            if let Some(Value::Array(t)) = item.get_mut("type") {
-                t.push("array".into());
+            // More than one dimension seen: an item is an element or a nested array.
+            let mut item = kind_schema(element, true, opts, widen);
+            if widen.contains(Widen::NESTED_ARRAY) {
+                if let Some(Value::Array(t)) = item.get_mut("type") {
+                    t.push("array".into());
+                }
+                // singer-python's Transformer needs `items` wherever `array` is.
+                if let Value::Object(m) = &mut item {
+                    m.insert("items".into(), json!({}));
+                }
             }
             json!({ "type": types(nullable, &["array"]), "items": item })
         }

@@ -18,7 +18,10 @@
 //!   fallback for when that type does not exist in the target (e.g. an enum).
 //!   Derived: integer → bigint, number → numeric (never a float), boolean →
 //!   boolean, string → text, or timestamptz / date / time by `format`,
-//!   `x-singer.decimal` → numeric; object, array, unions and untyped → jsonb.
+//!   `x-singer.decimal` → numeric; unions (`type` lists, `anyOf`, `oneOf`)
+//!   unwrap to the natural type when their non-null branches agree
+//!   (integer + number → numeric; strings of several formats → text), see
+//!   [`derived_type`]; object, array, other unions and untyped → jsonb.
 //! - Flattening (`data_flattening_max_level` = N, default 0): an object
 //!   property whose type includes `object` and that has non-empty
 //!   `properties`, at depth < N, is replaced in place by its children's
@@ -117,6 +120,9 @@ pub struct ColumnSpec {
     pub fallback_type: String,
     /// `contentEncoding` of a string property.
     pub encoding: BinaryEncoding,
+    /// The property's strings hold JSON text (`contentMediaType:
+    /// application/json`): a json/jsonb column loads their content.
+    pub json_text: bool,
     /// Which metadata column this is, if it is one.
     pub meta: Option<Meta>,
 }
@@ -201,6 +207,7 @@ impl StreamSpec {
                     sql_type: meta.sql_type().to_owned(),
                     fallback_type: meta.sql_type().to_owned(),
                     encoding: BinaryEncoding::Hex,
+                    json_text: false,
                     meta: Some(meta),
                 });
             }
@@ -341,6 +348,8 @@ fn push_properties(
             Some(e) if e.eq_ignore_ascii_case("base64") => BinaryEncoding::Base64,
             _ => BinaryEncoding::Hex,
         };
+        let json_text =
+            schema.get("contentMediaType").and_then(Value::as_str) == Some("application/json");
         let flat = path.join("__");
         columns.push(ColumnSpec {
             name: short_name(&flat),
@@ -349,6 +358,7 @@ fn push_properties(
             sql_type,
             fallback_type,
             encoding,
+            json_text,
             meta: None,
         });
     }
@@ -394,29 +404,78 @@ pub fn short_name(name: &str) -> String {
 }
 
 /// The column type derived from a property's JSON Schema.
+///
+/// Unions — a `type` list, `anyOf`, `oneOf` (what SDK, Salesforce and
+/// Pydantic-derived taps write for optional fields) — unwrap to the natural
+/// type: `null` branches are dropped; branches of one type give that type;
+/// integer with number gives numeric; strings of different formats give
+/// text. Anything else (an object or array branch beside a scalar one,
+/// string beside number, …) stays jsonb, which holds every JSON value.
 pub fn derived_type(schema: &Value) -> &'static str {
-    let mut types: Vec<&str> = match schema.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    types.retain(|t| *t != "null");
-    if schema.get("anyOf").is_some() || schema.get("oneOf").is_some() || types.len() != 1 {
+    let mut found: Vec<&'static str> = Vec::new();
+    if !collect_types(schema, &mut found) || found.is_empty() {
         return "jsonb";
     }
-    let format = schema.get("format").and_then(Value::as_str).unwrap_or("");
-    match types[0] {
-        "integer" => "bigint",
-        "number" => "numeric",
-        "boolean" => "boolean",
-        "string" => match format {
-            "date-time" => "timestamp with time zone",
-            "date" => "date",
-            "time" => "time without time zone",
-            "x-singer.decimal" | "singer.decimal" => "numeric",
-            _ => "text",
-        },
+    found.sort_unstable();
+    found.dedup();
+    match found.as_slice() {
+        [one] => one,
+        ["bigint", "numeric"] => "numeric",
+        many if many.iter().all(|t| STRINGS.contains(t)) => "text",
         _ => "jsonb",
+    }
+}
+
+/// Types a JSON string may load into, by `format`.
+const STRINGS: [&str; 4] = [
+    "text",
+    "timestamp with time zone",
+    "date",
+    "time without time zone",
+];
+
+/// Adds the column type of each non-null branch of `schema` to `found`;
+/// false when a branch has no scalar type (untyped, object, array).
+fn collect_types(schema: &Value, found: &mut Vec<&'static str>) -> bool {
+    for key in ["anyOf", "oneOf"] {
+        if let Some(branches) = schema.get(key) {
+            let Some(branches) = branches.as_array() else {
+                return false;
+            };
+            return branches.iter().all(|b| collect_types(b, found));
+        }
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return false,
+    };
+    let format = schema.get("format").and_then(Value::as_str).unwrap_or("");
+    let mut multi: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
+    multi.dedup();
+    if multi.len() > 1 {
+        // A type list of several JSON types: one column can hold them only as jsonb.
+        return false;
+    }
+    match multi.first() {
+        None => true, // a null branch
+        Some(t) => {
+            let column = match *t {
+                "integer" => "bigint",
+                "number" => "numeric",
+                "boolean" => "boolean",
+                "string" => match format {
+                    "date-time" => "timestamp with time zone",
+                    "date" => "date",
+                    "time" => "time without time zone",
+                    "x-singer.decimal" | "singer.decimal" => "numeric",
+                    _ => "text",
+                },
+                _ => return false,
+            };
+            found.push(column);
+            true
+        }
     }
 }
 
@@ -462,7 +521,46 @@ mod tests {
             ),
             (json!({"type": ["integer", "string"]}), "jsonb"),
             (json!({}), "jsonb"),
-            (json!({"anyOf": [{"type": "string"}]}), "jsonb"),
+            (json!({"type": "null"}), "jsonb"),
+            // Unions of other taps unwrap to the natural type (issue 11).
+            (json!({"anyOf": [{"type": "string"}]}), "text"),
+            (
+                json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}),
+                "timestamp with time zone",
+            ),
+            (
+                json!({"oneOf": [{"type": "null"}, {"type": ["integer", "null"]}]}),
+                "bigint",
+            ),
+            (
+                json!({"anyOf": [{"type": "integer"}, {"type": "number"}]}),
+                "numeric",
+            ),
+            (
+                json!({"anyOf": [{"type": "string", "format": "date"}, {"type": "string"}]}),
+                "text",
+            ),
+            (
+                json!({"anyOf": [{"type": "string"}, {"type": "null"}, {"type": "string", "maxLength": 5}]}),
+                "text",
+            ),
+            (
+                json!({"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]}),
+                "jsonb",
+            ),
+            (
+                json!({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+                "jsonb",
+            ),
+            (
+                json!({"anyOf": [{"type": "object"}, {"type": "null"}]}),
+                "jsonb",
+            ),
+            (json!({"anyOf": [{}, {"type": "null"}]}), "jsonb"),
+            (
+                json!({"type": ["null", "string"], "format": "date"}),
+                "date",
+            ),
         ] {
             assert_eq!(derived_type(&s), t, "{s}");
         }

@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::message::WalColumn;
-use crate::discovery::{stream_schema, Column, Table};
-use crate::encode::{write_str, Encoder, Replaced, ValueError, ValueOptions};
+use crate::discovery::{stream_schema_widened, Column, Table};
+use crate::encode::{write_str, Encoder, Replaced, ValueError, ValueOptions, Widen};
 use crate::types::Kind;
 use pg::walsender::Lsn;
 
@@ -75,7 +75,15 @@ impl Live {
             .iter()
             .filter(|c| self.selected.contains(&c.name))
             .collect();
-        let mut schema = stream_schema(&self.table, &cols, values);
+        let widen = |c: &Column| {
+            self.encoders
+                .get(&c.name)
+                .map_or(Widen::NONE, |(e, _)| e.widened())
+        };
+        let mut schema = stream_schema_widened(&self.table, &cols, values, widen);
+        for (e, _) in self.encoders.values() {
+            e.announce();
+        }
         let props = schema["properties"].as_object_mut().expect("properties");
         props.insert(
             "_sdc_lsn".into(),
@@ -86,6 +94,14 @@ impl Live {
             json!({"type": ["null", "string"], "format": "date-time"}),
         );
         schema
+    }
+
+    /// A value of the change just encoded needed more than the last SCHEMA
+    /// said: a widened one must precede its record (see `encode::Widen`).
+    pub fn needs_wider_schema(&self) -> bool {
+        self.encoders
+            .values()
+            .any(|(e, streamed)| *streamed && e.needs_announcement())
     }
 
     /// The primary key columns that are streamed.

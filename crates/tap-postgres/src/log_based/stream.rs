@@ -15,7 +15,7 @@ use pg::walsender::{Lsn, ReplicationClient, ReplicationEvent, ReplicationStream}
 use tokio_postgres::Client;
 
 use super::change::Live;
-use super::slot::plugin_options;
+use super::slot::{plugin_options, OPTIONAL};
 use super::streamer::{Event, FillRequest, Row, Step, Streamer};
 use super::LogConfig;
 use crate::discovery::{discover, Filter};
@@ -32,6 +32,11 @@ pub struct Plan<'a> {
     /// wal2json `add-tables`.
     pub tables: String,
 }
+
+/// How long a slot held by another session is waited for.
+const SLOT_BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How often it is tried meanwhile.
+const SLOT_BUSY_POLL: Duration = Duration::from_millis(200);
 
 /// The session settings of the replication connection.
 fn gucs(timeout: &str) -> [(&'static str, &str); 6] {
@@ -62,24 +67,43 @@ pub async fn start(
         None
     };
     let mut options = plugin_options(&plan.tables);
-    let stream = match rc.start_replication(plan.slot, plan.start, &options).await {
-        Ok(s) => s,
-        // wal2json refuses an option it does not know with SQLSTATE 22023
-        // (invalid_parameter_value); the only optional one is the last.
-        Err(e) if e.sqlstate() == Some("22023") => {
-            tracing::info!(
-                "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
-                 float and numeric columns arrive as null in LOG_BASED records"
-            );
-            options.pop();
-            // The refused session may hold the slot for a moment.
-            super::slot::wait_inactive(primary, plan.slot, Duration::from_secs(10)).await?;
-            ReplicationClient::connect(conn, &gucs)
-                .await?
-                .start_replication(plan.slot, plan.start, &options)
-                .await?
+    let mut waited = Duration::ZERO;
+    let stream = loop {
+        match rc.start_replication(plan.slot, plan.start, &options).await {
+            Ok(s) => break s,
+            // wal2json refuses an option it does not know with SQLSTATE
+            // 22023 (invalid_parameter_value); the only optional one is
+            // the last.
+            Err(e)
+                if e.sqlstate() == Some("22023")
+                    && options.last().is_some_and(|(name, _)| *name == OPTIONAL) =>
+            {
+                tracing::info!(
+                    "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
+                     float and numeric columns arrive as null in LOG_BASED records"
+                );
+                options.pop();
+                // The refused session may hold the slot for a moment.
+                super::slot::wait_inactive(primary, plan.slot, Duration::from_secs(10)).await?;
+            }
+            // The slot is still held by a session that is ending (the
+            // previous run's walsender has not yet seen its client go), or
+            // by another run: wait a little, then report it.
+            Err(e) if e.sqlstate() == Some("55006") && waited < SLOT_BUSY_WAIT => {
+                tokio::time::sleep(SLOT_BUSY_POLL).await;
+                waited += SLOT_BUSY_POLL;
+            }
+            Err(e) if e.sqlstate() == Some("55006") => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "replication slot {:?} stayed in use by another session for {} s: \
+                     is another run of this tap still going?",
+                    plan.slot,
+                    SLOT_BUSY_WAIT.as_secs()
+                )))
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
+        rc = ReplicationClient::connect(conn, &gucs).await?;
     };
     if plan.confirm != Lsn::INVALID {
         stream.confirm(plan.confirm);

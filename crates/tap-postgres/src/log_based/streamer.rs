@@ -469,8 +469,7 @@ impl Streamer {
             self.buf.columns(l, keys)?;
         }
         let body = self.buf.finish(txn.end, Some(&txn.commit_time));
-        ctx.writer
-            .write_record_raw(&l.id, body, Some(l.version), Some(&txn.extracted))?;
+        write_body(ctx, l, body, &txn.extracted)?;
         self.counted(i);
         Ok(())
     }
@@ -502,8 +501,7 @@ impl Streamer {
             }
         }
         let body = self.buf.finish(txn.end, None);
-        ctx.writer
-            .write_record_raw(&l.id, body, Some(l.version), Some(&txn.extracted))?;
+        write_body(ctx, l, body, &txn.extracted)?;
         self.counted(i);
         Ok(())
     }
@@ -540,6 +538,24 @@ enum Kind_ {
 }
 
 /// Whether an update's old key differs from its new key.
+/// Writes one record body, preceded by a widened SCHEMA when one of its
+/// values needed more than the stream's last SCHEMA said (`encode::Widen`).
+fn write_body<W: Write>(
+    ctx: &mut Ctx<'_, W>,
+    l: &Live,
+    body: &[u8],
+    extracted: &TimeExtracted,
+) -> anyhow::Result<()> {
+    if l.needs_wider_schema() {
+        let schema = l.schema(&ctx.config.values);
+        ctx.writer
+            .write_schema(&l.id, &schema, &l.key_properties(), &["lsn"])?;
+    }
+    ctx.writer
+        .write_record_raw(&l.id, body, Some(l.version), Some(extracted))?;
+    Ok(())
+}
+
 fn key_changed(l: &Live, c: &Change<'_>) -> bool {
     if c.identity.is_empty() {
         return false;

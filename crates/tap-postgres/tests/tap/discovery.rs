@@ -95,7 +95,7 @@ async fn discovers_tables_partitions_views_and_foreign_tables() {
     );
     assert_eq!(
         orders["schema"]["properties"]["total"],
-        json!({"type": ["null", "number", "string"], "x-sql-datatype": "numeric(12,2)"})
+        json!({"type": ["null", "number"], "x-sql-datatype": "numeric(12,2)"})
     );
 
     let events = stream(&catalog, "public-events");

@@ -345,3 +345,67 @@ async fn nul_characters_fail_or_are_replaced() {
         vec![json!({"id": 1, "name": "a\u{fffd}b", "j": {"k": "\u{fffd}"}})]
     );
 }
+
+/// Issue 11: the unions other taps write for optional fields land natively
+/// typed (MeltanoLabs' own `test_anyof` stream among them), and a property
+/// carrying JSON text in strings (`contentMediaType: application/json`, our
+/// tap's form after a JSON `null`) keeps JSON null apart from SQL NULL.
+#[tokio::test]
+async fn unions_unwrap_and_json_text_keeps_json_null() {
+    let db = pg_testkit::cluster().create_database().await;
+    let props = json!({
+        "id": {"type": "integer"},
+        "ts": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        "s": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "i": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        "n": {"oneOf": [{"type": "integer"}, {"type": "number"}, {"type": "null"}]},
+        "d": {"anyOf": [{"type": ["string", "null"], "format": "date"}]},
+        "mixed": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        "j": {"type": ["null", "string"], "contentMediaType": "application/json", "x-sql-datatype": "jsonb"}
+    });
+    let input = format!(
+        "{}\n{}\n{}\n",
+        schema("public-u", props, &["id"]),
+        r#"{"type":"RECORD","stream":"public-u","record":{"id":1,"ts":"2024-02-29T10:11:12.5+00:00","s":"x","i":9223372036854775807,"n":1.10,"d":"2024-02-29","mixed":"a","j":"null"}}"#,
+        r#"{"type":"RECORD","stream":"public-u","record":{"id":2,"ts":null,"s":null,"i":null,"n":3,"d":null,"mixed":5,"j":"{\"a\": [1, \"x\"]}"}}"#,
+    );
+    run(&db, json!({}), &input).success();
+    let types = db
+        .query_json(
+            "SELECT attname AS c, format_type(atttypid, atttypmod) AS ty FROM pg_attribute \
+             WHERE attrelid = 'tgt.u'::regclass AND attnum > 0 ORDER BY attnum",
+        )
+        .await;
+    let types: Vec<String> = types
+        .iter()
+        .map(|r| format!("{} {}", r["c"].as_str().unwrap(), r["ty"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "id bigint",
+            "ts timestamp with time zone",
+            "s text",
+            "i bigint",
+            "n numeric",
+            "d date",
+            "mixed jsonb",
+            "j jsonb"
+        ]
+    );
+    let rows = db
+        .query_json(
+            "SELECT id, ts AT TIME ZONE 'UTC' AS ts, s, i::text AS i, n::text AS n, d, mixed, \
+             j::text AS j, j IS NULL AS j_sql_null FROM tgt.u ORDER BY id",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 1, "ts": "2024-02-29T10:11:12.5", "s": "x", "i": "9223372036854775807",
+                   "n": "1.10", "d": "2024-02-29", "mixed": "a", "j": "null", "j_sql_null": false}),
+            json!({"id": 2, "ts": null, "s": null, "i": null, "n": "3", "d": null, "mixed": 5,
+                   "j": "{\"a\": [1, \"x\"]}", "j_sql_null": false}),
+        ]
+    );
+}
