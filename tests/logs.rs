@@ -3,6 +3,7 @@
 //! does (and log watchers alert on them). A successful tap | target run of
 //! every replication method, at the default level. (Names from the user's
 //! data, a table called `errors`, are logged as they are: not ours to hide.)
+//! Names with control characters are escaped, so one event stays one line.
 
 use e2e::{discover, pipe, select, write_json, Pipeline};
 use pg_testkit::cluster;
@@ -78,4 +79,95 @@ async fn successful_runs_log_no_error_or_exception() {
             tap["replication_slot"].as_str().unwrap()
         ))
         .await;
+}
+
+/// A forged metric line, as a name could carry it (short enough for a
+/// table name: 63 bytes).
+const FORGED: &str = r#"INFO METRIC: {"metric":"x","value":999}"#;
+
+/// Panics if a line of `stderr` is not the program's own: a forged metric,
+/// or a second CRITICAL.
+fn assert_no_forged_line(who: &str, stderr: &str) {
+    for line in stderr.lines() {
+        assert!(
+            !line.starts_with(FORGED) && !line.starts_with("CRITICAL forged"),
+            "{who} printed a forged line:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.lines().filter(|l| l.starts_with("CRITICAL")).count() <= 1,
+        "{who}: one CRITICAL line at most:\n{stderr}"
+    );
+}
+
+/// Issue 10, item 8: a name with a newline neither splits a log line nor
+/// forges one Meltano parses: the tap logs a table named `x\nINFO METRIC:
+/// {…}` on one line, and the target's CRITICAL naming such a stream is one
+/// line (before, both printed the forged metric line).
+#[tokio::test]
+async fn names_with_newlines_stay_on_their_line() {
+    let source = cluster().create_database().await;
+    let target = cluster().create_database().await;
+    let table = format!("x\n{FORGED}");
+    source
+        .execute_batch(&format!(
+            "CREATE TABLE {} (id int PRIMARY KEY); INSERT INTO {} VALUES (1);",
+            pg::quote_ident(&table),
+            pg::quote_ident(&table)
+        ))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap_cfg = write_json(dir.path(), "tap.json", &source.conn_config());
+    let mut t = target.conn_config();
+    t["default_target_schema"] = json!("copy");
+    let target_cfg = write_json(dir.path(), "target.json", &t);
+    let id = format!("public-{table}");
+    let catalog = write_json(
+        dir.path(),
+        "catalog.json",
+        &select(&discover(&tap_cfg), &[(id.as_str(), "FULL_TABLE", None)]),
+    );
+    let run = pipe(&[&tap_cfg, &catalog], &[&target_cfg]);
+    run.assert_success();
+    assert_no_forged_line("tap", &run.tap_stderr);
+    assert!(
+        run.tap_stderr
+            .contains(r#"stream public-x\nINFO METRIC: {"#),
+        "the name is logged, escaped:\n{}",
+        run.tap_stderr
+    );
+    assert_no_forged_line("target", &run.target_stderr);
+
+    // A failure naming such a stream: one CRITICAL line.
+    let stream = format!("s\n{FORGED}\nCRITICAL forged");
+    let input = [
+        json!({"type": "SCHEMA", "stream": stream, "key_properties": ["id"],
+            "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}),
+        json!({"type": "RECORD", "stream": stream, "record": {"id": "not a number"}}),
+    ]
+    .iter()
+    .map(|m| m.to_string() + "\n")
+    .collect::<String>();
+    let input_path = dir.path().join("input.jsonl");
+    std::fs::write(&input_path, input).unwrap();
+    let ended = e2e::Running::start(
+        "target-postgres",
+        &["--config".as_ref(), target_cfg.as_os_str()],
+        std::process::Stdio::from(std::fs::File::open(&input_path).unwrap()),
+    )
+    .wait(std::time::Duration::from_secs(30));
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert_no_forged_line("target", &ended.stderr);
+    let critical: Vec<&str> = ended
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("CRITICAL "))
+        .collect();
+    assert_eq!(critical.len(), 1, "{}", ended.stderr);
+    assert!(
+        critical[0].contains(r#"s\nINFO METRIC: {"#)
+            && critical[0].contains(r#"\nCRITICAL forged"#),
+        "{}",
+        critical[0]
+    );
 }

@@ -232,3 +232,219 @@ async fn a_killed_tap_leaves_only_committed_states() {
         "{last}"
     );
 }
+
+// Issue 10, item 1: a path that stops delivering without closing (the
+// proxy keeps every socket open and acknowledges) ends each program within a
+// bounded time with a CRITICAL line saying the connection stalled and that
+// a rerun resumes. Before the fix each of these waited forever.
+
+/// Connection settings through `proxy` that notice a stall within seconds.
+fn through(proxy: &pg_testkit::StallProxy, db: &TestDb, stall_seconds: u64) -> Value {
+    let mut v = db.conn_config();
+    v["host"] = json!("127.0.0.1");
+    v["port"] = json!(proxy.port());
+    v["sslmode"] = json!("disable");
+    v["connect_timeout"] = json!(3);
+    v["stall_timeout_seconds"] = json!(stall_seconds);
+    v["keepalives_idle"] = json!(1);
+    v["keepalives_interval"] = json!(1);
+    v["keepalives_count"] = json!(2);
+    v["tcp_user_timeout"] = json!(2000);
+    v
+}
+
+/// Panics unless the program failed, saying the connection stalled.
+fn assert_stalled(ended: &e2e::Ended) {
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    let critical: Vec<&str> = ended
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("CRITICAL "))
+        .collect();
+    assert_eq!(critical.len(), 1, "{}", ended.stderr);
+    assert!(
+        critical[0].contains(" stalled: nothing arrived for ")
+            && critical[0].contains("a rerun resumes from the last state"),
+        "{}",
+        critical[0]
+    );
+}
+
+/// Waits until a session of `application` waits for a lock.
+async fn wait_for_lock_wait(db: &TestDb, application: &str) {
+    let sql = format!(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = '{application}' \
+         AND wait_event_type = 'Lock'"
+    );
+    e2e::wait_until(
+        &format!("{application} to wait for the lock"),
+        std::time::Duration::from_secs(30),
+        || async { db.query_json(&sql).await[0]["n"] == json!(1) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_stalled_full_table_read_fails_in_bounded_time() {
+    let source = cluster().create_database().await;
+    source
+        .execute_batch(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 50) i;",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let direct = write_json(dir.path(), "direct.json", &source.conn_config());
+    let catalog = write_json(
+        dir.path(),
+        "catalog.json",
+        &select(&discover(&direct), &[("public-t", "FULL_TABLE", None)]),
+    );
+    let proxy = pg_testkit::StallProxy::start(source.host(), source.port());
+    let cfg = write_json(dir.path(), "tap.json", &through(&proxy, &source, 1));
+    // The read waits on a lock (a busy server: not a stall), then the path
+    // stalls and the answer never arrives.
+    let locker = source.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let tap = e2e::Running::start(
+        "tap-postgres",
+        &[
+            "--config".as_ref(),
+            cfg.as_os_str(),
+            "--catalog".as_ref(),
+            catalog.as_os_str(),
+        ],
+        Stdio::null(),
+    );
+    wait_for_lock_wait(&source, "tap-postgres").await;
+    proxy.stall();
+    locker.batch_execute("COMMIT").await.unwrap();
+    let ended = tap.wait(std::time::Duration::from_secs(20));
+    assert_stalled(&ended);
+    assert!(
+        ended
+            .stderr
+            .contains("CRITICAL stream public-t: the connection to 127.0.0.1:"),
+        "{}",
+        ended.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_log_based_stream_fails_in_bounded_time_even_when_stopping() {
+    let source = cluster().create_database().await;
+    source
+        .execute_batch(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let direct = write_json(dir.path(), "direct.json", &source.conn_config());
+    let catalog = write_json(
+        dir.path(),
+        "catalog.json",
+        &select(&discover(&direct), &[("public-t", "LOG_BASED", None)]),
+    );
+    let proxy = pg_testkit::StallProxy::start(source.host(), source.port());
+    // The stream goes quiet for logical_poll_total_seconds (2 s) and stops
+    // first; the stop itself then meets the stalled path.
+    let mut cfg = through(&proxy, &source, 4);
+    cfg["replication_slot"] = json!("stall_slot");
+    cfg["create_replication_slot"] = json!(true);
+    cfg["break_at_end_lsn"] = json!(false);
+    cfg["logical_poll_total_seconds"] = json!(2);
+    let cfg = write_json(dir.path(), "tap.json", &cfg);
+    let tap = e2e::Running::start(
+        "tap-postgres",
+        &[
+            "--config".as_ref(),
+            cfg.as_os_str(),
+            "--catalog".as_ref(),
+            catalog.as_os_str(),
+        ],
+        Stdio::null(),
+    );
+    e2e::wait_until(
+        "the tap to stream",
+        std::time::Duration::from_secs(30),
+        || async {
+            source
+                .query_json(
+                    "SELECT count(*) AS n FROM pg_stat_replication \
+                     WHERE application_name = 'tap-postgres'",
+                )
+                .await[0]["n"]
+                == json!(1)
+        },
+    )
+    .await;
+    proxy.stall();
+    let started = std::time::Instant::now();
+    let ended = tap.wait(std::time::Duration::from_secs(30));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_stalled(&ended);
+    assert!(
+        ended
+            .stdout
+            .lines()
+            .any(|l| l.contains(r#""type":"STATE""#)),
+        "the states before the stall were written: {}",
+        ended.stdout
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_target_load_fails_in_bounded_time_and_prints_no_state() {
+    let target = cluster().create_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = |ids: std::ops::RangeInclusive<i32>, state: i32| {
+        let mut lines = vec![
+            json!({"type": "SCHEMA", "stream": "t", "key_properties": ["id"],
+            "schema": {"type": "object", "properties": {"id": {"type": "integer"}}}})
+            .to_string(),
+        ];
+        for id in ids {
+            lines.push(json!({"type": "RECORD", "stream": "t", "record": {"id": id}}).to_string());
+        }
+        lines.push(json!({"type": "STATE", "value": {"n": state}}).to_string());
+        let path = dir.path().join(format!("input-{state}.jsonl"));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    let mut direct = target.conn_config();
+    direct["default_target_schema"] = json!("copy");
+    let direct = write_json(dir.path(), "direct.json", &direct);
+    // The first run makes the table.
+    let first = e2e::Running::start(
+        "target-postgres",
+        &["--config".as_ref(), direct.as_os_str()],
+        Stdio::from(std::fs::File::open(input(1..=3, 1)).unwrap()),
+    )
+    .wait(std::time::Duration::from_secs(30));
+    assert!(first.status.success(), "{}", first.stderr);
+
+    let proxy = pg_testkit::StallProxy::start(target.host(), target.port());
+    let mut cfg = through(&proxy, &target, 1);
+    cfg["default_target_schema"] = json!("copy");
+    let cfg = write_json(dir.path(), "target.json", &cfg);
+    let locker = target.client().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE copy.t IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let run = e2e::Running::start(
+        "target-postgres",
+        &["--config".as_ref(), cfg.as_os_str()],
+        Stdio::from(std::fs::File::open(input(4..=9, 2)).unwrap()),
+    );
+    wait_for_lock_wait(&target, "target-postgres").await;
+    proxy.stall();
+    locker.batch_execute("COMMIT").await.unwrap();
+    let ended = run.wait(std::time::Duration::from_secs(20));
+    assert_stalled(&ended);
+    assert_eq!(ended.stdout, "", "no state past what was committed");
+}

@@ -338,3 +338,91 @@ pub fn pyenv_python(minor: u32) -> PathBuf {
         .pop()
         .unwrap_or_else(|| PathBuf::from(format!("python3.{minor}")))
 }
+
+/// Waits until `check` is true, checking every 50 ms; panics naming `what`
+/// after `limit`. The one way the end-to-end tests wait for a condition.
+pub async fn wait_until<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A running program whose stdout and stderr are being collected.
+pub struct Running {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// How a [`Running`] program ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+impl Running {
+    /// Starts workspace binary `name` with `args` and `stdin`.
+    pub fn start(name: &str, args: &[&std::ffi::OsStr], stdin: Stdio) -> Running {
+        let mut child = Command::new(bin(name))
+            .args(args)
+            .env_remove("LOG_LEVEL")
+            .env_remove("LOG_FORMAT")
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the program starts");
+        let collect = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = r.read_to_string(&mut s);
+                s
+            })
+        };
+        let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for the end, at most `limit` (then kills it and panics).
+    pub fn wait(mut self, limit: std::time::Duration) -> Ended {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "still running after {limit:?}; stderr:\n{}",
+                    self.stderr.join().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        Ended {
+            status,
+            stdout: self.stdout.join().unwrap_or_default(),
+            stderr: self.stderr.join().unwrap_or_default(),
+        }
+    }
+}

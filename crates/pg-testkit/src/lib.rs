@@ -60,12 +60,14 @@ mod builder;
 mod cluster;
 mod install;
 mod pki;
+mod proxy;
 mod server;
 mod testdb;
 
 pub use builder::ClusterBuilder;
 pub use cluster::Cluster;
 pub use pki::TestPki;
+pub use proxy::StallProxy;
 pub use testdb::TestDb;
 
 /// The cluster shared by all tests of this process, started on first call

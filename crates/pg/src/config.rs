@@ -17,6 +17,9 @@
 //! | `ssl_client_key` (`sslkey`) | client private key: a file path or inline PEM (unencrypted) |
 //! | `connect_timeout` | seconds, default 30 |
 //! | `application_name` | shown in `pg_stat_activity`; default the program's name |
+//! | `keepalives_idle`, `keepalives_interval`, `keepalives_count` | TCP keepalives, as libpq's (seconds, seconds, probes): default 20, 5, 6 |
+//! | `tcp_user_timeout` | milliseconds unacknowledged data may wait, as libpq's: default 60000 |
+//! | `stall_timeout_seconds` | seconds without a byte while waiting for one before the connection is checked (see [`crate::stall`]): default 60 |
 //!
 //! Invariant: the password is only reachable through
 //! [`ConnectionConfig::password`]; `Debug` prints it as `***`.
@@ -139,6 +142,42 @@ pub struct ConnectionConfig {
     pub connect_timeout: Duration,
     /// `application_name` reported to the server.
     pub application_name: String,
+    /// How a silent path is noticed.
+    pub liveness: Liveness,
+}
+
+/// How a connection whose path stops delivering (a lost NAT or firewall
+/// state, a frozen peer) is noticed: TCP keepalives and `TCP_USER_TIMEOUT`
+/// on every socket, and the stall watch of [`crate::stall`]. Zero turns a
+/// setting off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// Idle time before the first keepalive probe (`keepalives_idle`).
+    pub keepalives_idle: Duration,
+    /// Time between probes (`keepalives_interval`).
+    pub keepalives_interval: Duration,
+    /// Unanswered probes before the connection is dropped (`keepalives_count`).
+    pub keepalives_count: u32,
+    /// How long sent data may stay unacknowledged (`tcp_user_timeout`).
+    pub tcp_user_timeout: Duration,
+    /// How long a connection waiting for the server may hear nothing before
+    /// it is checked (`stall_timeout_seconds`).
+    pub stall_timeout: Duration,
+}
+
+impl Default for Liveness {
+    /// A silent path fails within about a minute: keepalives after 20 s of
+    /// idleness, then 6 probes 5 s apart (50 s), data unacknowledged for
+    /// 60 s, and 60 s without an answer.
+    fn default() -> Self {
+        Liveness {
+            keepalives_idle: Duration::from_secs(20),
+            keepalives_interval: Duration::from_secs(5),
+            keepalives_count: 6,
+            tcp_user_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 impl fmt::Debug for ConnectionConfig {
@@ -152,6 +191,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("ssl", &self.ssl)
             .field("connect_timeout", &self.connect_timeout)
             .field("application_name", &self.application_name)
+            .field("liveness", &self.liveness)
             .finish()
     }
 }
@@ -230,6 +270,27 @@ impl ConnectionConfig {
         };
         let application_name = optional_str(config, &["application_name"])?
             .unwrap_or_else(|| default_application_name.to_string());
+        let defaults = Liveness::default();
+        let seconds = |key: &str, default: Duration| -> Result<Duration, Error> {
+            Ok(match lookup(config, &[key]) {
+                None | Some((_, Value::Null)) => default,
+                Some((key, v)) => Duration::from_secs(integer(key, v)?),
+            })
+        };
+        let liveness = Liveness {
+            keepalives_idle: seconds("keepalives_idle", defaults.keepalives_idle)?,
+            keepalives_interval: seconds("keepalives_interval", defaults.keepalives_interval)?,
+            keepalives_count: match lookup(config, &["keepalives_count"]) {
+                None | Some((_, Value::Null)) => defaults.keepalives_count,
+                Some((key, v)) => u32::try_from(integer(key, v)?)
+                    .map_err(|_| Error::config(format!("`{key}` is too large")))?,
+            },
+            tcp_user_timeout: match lookup(config, &["tcp_user_timeout"]) {
+                None | Some((_, Value::Null)) => defaults.tcp_user_timeout,
+                Some((key, v)) => Duration::from_millis(integer(key, v)?),
+            },
+            stall_timeout: seconds("stall_timeout_seconds", defaults.stall_timeout)?,
+        };
         Ok(ConnectionConfig {
             host,
             port,
@@ -239,6 +300,7 @@ impl ConnectionConfig {
             ssl,
             connect_timeout,
             application_name,
+            liveness,
         })
     }
 
@@ -431,6 +493,39 @@ mod tests {
         let e =
             parse(json!({"host": "h", "user": "u", "dbname": "d", "sslcert": "/c"})).unwrap_err();
         assert!(e.to_string().contains("must be given together"));
+    }
+
+    #[test]
+    fn numeric_user_and_password_are_their_digits() {
+        let c = parse(json!({"host": "h", "user": 12345, "dbname": "d",
+            "password": 98765432109876u64}))
+        .unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password()),
+            ("12345", Some("98765432109876"))
+        );
+    }
+
+    #[test]
+    fn liveness_settings_and_defaults() {
+        let c = parse(json!({"host": "h", "user": "u", "dbname": "d"})).unwrap();
+        assert_eq!(c.liveness, Liveness::default());
+        let c = parse(
+            json!({"host": "h", "user": "u", "dbname": "d", "keepalives_idle": "3",
+            "keepalives_interval": 2, "keepalives_count": 4, "tcp_user_timeout": 1500,
+            "stall_timeout_seconds": 0}),
+        )
+        .unwrap();
+        assert_eq!(
+            c.liveness,
+            Liveness {
+                keepalives_idle: Duration::from_secs(3),
+                keepalives_interval: Duration::from_secs(2),
+                keepalives_count: 4,
+                tcp_user_timeout: Duration::from_millis(1500),
+                stall_timeout: Duration::ZERO,
+            }
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   [`ConnectionConfig`], with errors that say what failed and what to do.
 //! - [`ident`]: the one place where identifiers (and replication-command
 //!   literals) are quoted.
+//! - [`stall`]: noticing a connection that waits and hears nothing while
+//!   TCP sees nothing wrong; socket keepalives are set where sockets are
+//!   opened (`socket`).
 //! - [`walsender`]: the logical-replication client (`START_REPLICATION`,
 //!   standby status updates), the only sender of either.
 //!
@@ -22,10 +25,12 @@ pub mod config;
 mod connect;
 mod error;
 pub mod ident;
+mod socket;
+pub mod stall;
 pub mod tls;
 pub mod walsender;
 
-pub use config::{ConnectionConfig, PemSource, SslMode};
+pub use config::{ConnectionConfig, Liveness, PemSource, SslMode};
 pub use connect::connect;
 pub use error::{Error, ErrorKind};
 pub use ident::{quote_ident, quote_literal, QualifiedName};

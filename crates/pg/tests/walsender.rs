@@ -686,3 +686,97 @@ async fn slot_errors_and_ended_sessions_name_the_slot() {
         "{err}"
     );
 }
+
+/// Issue 10, item 1: a replication stream whose path stops delivering
+/// without closing fails within a bounded time, saying it stalled (before
+/// the fix it waited forever), and `stop()` does not wait for a server that
+/// cannot answer. An idle but healthy stream is not a stall: it asks the
+/// server for replies.
+#[tokio::test]
+async fn a_stalled_stream_fails_and_stop_is_bounded() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE t (id int PRIMARY KEY)")
+        .await;
+    let proxy = pg_testkit::StallProxy::start(db.host(), db.port());
+    let mut v = db.conn_config();
+    v["host"] = json!("127.0.0.1");
+    v["port"] = json!(proxy.port());
+    v["sslmode"] = json!("disable");
+    v["connect_timeout"] = json!(5);
+    v["stall_timeout_seconds"] = json!(1);
+    let mut client = ReplicationClient::connect(&config(v), GUCS).await.unwrap();
+    client
+        .create_logical_slot("s_stalled", "wal2json", SlotSnapshot::NoExport)
+        .await
+        .unwrap();
+    let mut stream = client
+        .start_replication("s_stalled", Lsn::INVALID, WAL2JSON)
+        .await
+        .unwrap();
+    // Idle for three stall timeouts: keepalives answer the requests.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    db.execute_batch("INSERT INTO t VALUES (1)").await;
+    let (_, begin) = next_change(&mut stream).await;
+    assert_eq!(begin["action"], "B");
+
+    proxy.stall();
+    let started = Instant::now();
+    let err = loop {
+        match tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("the stream still waits after 30 s")
+        {
+            Ok(Some(_)) => continue, // what arrived before the stall
+            Ok(None) => panic!("the stream ended without an error"),
+            Err(e) => break e,
+        }
+    };
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    assert_eq!(err.sqlstate(), Some(pg::stall::STALL_SQLSTATE));
+    let text = err.to_string();
+    assert!(
+        text.starts_with("streaming from replication slot \"s_stalled\": the connection to ")
+            && text.contains(" stalled: nothing arrived for ")
+            && text.contains("a rerun resumes from the last state"),
+        "{text}"
+    );
+    let started = Instant::now();
+    let stopped = stream.stop().await;
+    assert!(stopped.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Issue 10, item 1: `stop()` on a stream whose path stalled before the
+/// stall was noticed is bounded and reports the stall.
+#[tokio::test]
+async fn stopping_a_stream_over_a_stalled_path_is_bounded() {
+    let db = cluster().create_database().await;
+    let proxy = pg_testkit::StallProxy::start(db.host(), db.port());
+    let mut v = db.conn_config();
+    v["host"] = json!("127.0.0.1");
+    v["port"] = json!(proxy.port());
+    v["sslmode"] = json!("disable");
+    v["stall_timeout_seconds"] = json!(2);
+    let mut client = ReplicationClient::connect(&config(v), GUCS).await.unwrap();
+    client
+        .create_logical_slot("s_stop", "wal2json", SlotSnapshot::NoExport)
+        .await
+        .unwrap();
+    let stream = client
+        .start_replication("s_stop", Lsn::INVALID, WAL2JSON)
+        .await
+        .unwrap();
+    proxy.stall();
+    let started = Instant::now();
+    let err = tokio::time::timeout(PATIENCE, stream.stop())
+        .await
+        .expect("stop() still waits after 30 s")
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = err.to_string();
+    assert!(
+        text.contains("replication slot \"s_stop\"") && text.contains(" stalled: "),
+        "{text}"
+    );
+}

@@ -86,7 +86,7 @@ impl About {
                     let _ = writeln!(
                         s,
                         "  {key} ({}{}{}): {}",
-                        type_name(prop),
+                        type_name(prop, " | "),
                         if required.contains(&key.as_str()) {
                             ", required"
                         } else {
@@ -115,7 +115,7 @@ pub fn settings_table(settings: &Settings) -> String {
         let _ = writeln!(
             s,
             "| `{key}` | {} | {} | {} | {} |",
-            type_name(prop),
+            type_name(prop, " \\| "),
             if required.contains(&key.as_str()) {
                 "yes"
             } else {
@@ -133,13 +133,15 @@ pub fn settings_table(settings: &Settings) -> String {
     s
 }
 
-fn type_name(prop: &Value) -> String {
+/// The type of a setting for people: its values joined by `or` (` | ` in
+/// text, ` \\| ` inside a Markdown table cell), or its main JSON type.
+fn type_name(prop: &Value, or: &str) -> String {
     if let Some(values) = prop["enum"].as_array() {
         return values
             .iter()
             .filter_map(Value::as_str)
             .collect::<Vec<_>>()
-            .join(" \\| ");
+            .join(or);
     }
     let types: Vec<&str> = match &prop["type"] {
         Value::String(t) => vec![t.as_str()],
@@ -149,6 +151,8 @@ fn type_name(prop: &Value) -> String {
     // `["boolean","string"]` means "a boolean, also as a string".
     let main = types.iter().find(|t| **t != "string" && **t != "null");
     match main {
+        // `["string","number"]`: a string, also as a number (`password`).
+        Some(&"number") if types.first() == Some(&"string") => format!("string{or}number"),
         Some(t) => t.to_string(),
         None if types.contains(&"array") => "string or list".into(),
         None => types.first().copied().unwrap_or("any").to_string(),
@@ -204,6 +208,10 @@ mod tests {
         );
         assert!(md.contains("| `host` | string | yes |  |"), "{md}");
         assert!(md.contains("| `port` | integer |  | `5432` |"), "{md}");
+        assert!(
+            md.contains("| `password` | string \\| number |  |  |"),
+            "{md}"
+        );
         assert!(md.contains("| `sslmode` | disable \\| prefer \\| require \\| verify-ca \\| verify-full |  | `prefer` |"), "{md}");
     }
 
@@ -213,5 +221,11 @@ mod tests {
         assert!(t.starts_with("Name: tap-x\nDescription: A test tap.\nVersion: 1.2.3\nCapabilities: catalog, discover\nSettings:\n"));
         assert!(t.contains("  host (string, required): "));
         assert!(t.contains("  flag (boolean, default true): A | flag.\n"));
+        // Text is for people: no Markdown escapes.
+        assert!(
+            t.contains("  sslmode (disable | prefer | require | verify-ca | verify-full, default prefer): "),
+            "{t}"
+        );
+        assert!(!t.contains("\\|"), "{t}");
     }
 }

@@ -73,13 +73,17 @@ pub fn start(common: &CommonArgs, about: &About, settings: &Settings) -> anyhow:
 }
 
 /// Turns the program's result into its exit code, printing a failure once,
-/// with its whole cause chain, as a CRITICAL line on stderr (callers such as
+/// with its whole cause chain, as one CRITICAL line on stderr (control
+/// characters escaped by [`crate::logging::one_line`]) (callers such as
 /// Meltano and cron wrappers look for it).
 pub fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(std::io::stderr().lock(), "CRITICAL {e:#}");
+            // One line, whatever names the message quotes (see `logging`).
+            let message = format!("{e:#}");
+            let line = crate::logging::one_line(&message, false);
+            let _ = writeln!(std::io::stderr().lock(), "CRITICAL {line}");
             ExitCode::FAILURE
         }
     }

@@ -5,7 +5,8 @@
 //! against the program's [`Settings`]; every error names the file and the key.
 //! Keys the schema does not know are reported as warnings (with a suggestion
 //! when one is close), never silently accepted and never fatal, since other
-//! tools may share the file.
+//! tools may share the file. The value of a sensitive key (`x-sensitive`
+//! in the schema: passwords, private keys) is never quoted in a message.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,16 @@ pub fn load_config(paths: &[PathBuf], settings: &Settings) -> Result<LoadedConfi
                 property.as_str().unwrap_or(&property.to_string())
             ),
             _ if key.is_empty() => error.to_string(),
+            // The validator's message quotes the value: never for a secret.
+            _ if settings.is_sensitive(&key) => format!(
+                "key `{key}`: the value breaks the schema's `{}` rule (it is not shown: `{key}` is sensitive)",
+                error
+                    .schema_path()
+                    .to_string()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+            ),
             _ => format!("key `{}`: {}", pointer.trim_start_matches('/'), error),
         };
         if !problems.is_empty() {
@@ -208,6 +219,41 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("key `port`: 0 is less than the minimum of 1"));
+    }
+
+    /// Issue 10, item 5: a numeric password or user is accepted (templating
+    /// turns "123456" into a number) ...
+    #[test]
+    fn numeric_password_and_user_are_accepted() {
+        let (_f, r) =
+            load(&[r#"{"host":"h","user":12345,"password":98765432109876,"dbname":"d"}"#]);
+        let loaded = r.unwrap();
+        assert_eq!(loaded.config["password"], 98765432109876u64);
+    }
+
+    /// ... and the value of a sensitive key is never in a message.
+    #[test]
+    fn a_bad_secret_is_not_echoed() {
+        for bad in [
+            r#"["hunter2-98765"]"#,
+            r#"{"pw":"hunter2-98765"}"#,
+            r#"true"#,
+        ] {
+            let text = format!(
+                r#"{{"host":"h","user":"u","dbname":"d","password":{bad},"ssl_client_key":{bad}}}"#
+            );
+            let (f, r) = load(&[&text]);
+            let msg = r.unwrap_err().to_string();
+            let p = f[0].path().display();
+            assert_eq!(
+                msg,
+                format!(
+                    "{p}: key `password`: the value breaks the schema's `type` rule (it is not shown: `password` is sensitive)\n\
+                     {p}: key `ssl_client_key`: the value breaks the schema's `type` rule (it is not shown: `ssl_client_key` is sensitive)"
+                )
+            );
+            assert!(!msg.contains("hunter2") && !msg.contains("true"), "{msg}");
+        }
     }
 
     #[test]

@@ -79,6 +79,16 @@ impl Settings {
             .expect("schema has properties")
     }
 
+    /// Whether `key` holds a secret (`"x-sensitive": true`): its value is
+    /// never shown in a message.
+    pub fn is_sensitive(&self, key: &str) -> bool {
+        self.properties()
+            .get(key)
+            .and_then(|p| p.get("x-sensitive"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// The required keys.
     pub fn required(&self) -> Vec<&str> {
         self.schema["required"]

@@ -19,7 +19,9 @@
 //!
 //! Loading checks the type of every key the typed accessors read, so the
 //! accessors of a loaded state cannot fail. Meltano's stored form
-//! `{"singer_state": {...}}` is unwrapped when it is the only key.
+//! `{"singer_state": {...}}` is unwrapped when it is the only key, and so is
+//! a whole STATE message `{"type":"STATE","value":{...}}` (the last line of
+//! a tap's output), which would otherwise read as "no bookmarks".
 
 use std::path::Path;
 
@@ -92,6 +94,19 @@ impl State {
         if top.len() == 1 {
             if let Some(Value::Object(inner)) = top.get("singer_state") {
                 top = inner.clone();
+            }
+        }
+        // A whole STATE message (what `tail -1` of a tap's output gives).
+        if top.get("type").and_then(Value::as_str) == Some("STATE") {
+            match top.get("value") {
+                Some(Value::Object(inner)) => top = inner.clone(),
+                Some(Value::Null) | None => return Ok(State::new()),
+                Some(_) => {
+                    return Err(Error::wrong_type(
+                        "value",
+                        "a JSON object (the state of a STATE message)",
+                    ))
+                }
             }
         }
         let mut state = State::new();
@@ -433,5 +448,17 @@ mod tests {
         for bad in ["", "/", "0/", "x/1", "100000000/0", "-1", "1.5", " 1"] {
             assert_eq!(parse_lsn(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_state_message_is_unwrapped() {
+        let inner = r#"{"currently_syncing":null,"bookmarks":{"public-t":{"lsn":5}}}"#;
+        let envelope = format!(r#"{{"type":"STATE","value":{inner}}}"#);
+        let state = super::State::from_json(&envelope).unwrap();
+        assert_eq!(state.to_json(), inner);
+        let empty = super::State::from_json(r#"{"type":"STATE","value":null}"#).unwrap();
+        assert!(empty.is_empty());
+        let bad = super::State::from_json(r#"{"type":"STATE","value":3}"#).unwrap_err();
+        assert!(bad.to_string().contains("value"), "{bad}");
     }
 }

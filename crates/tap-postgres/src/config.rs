@@ -188,6 +188,7 @@ impl TapConfig {
                 ),
                 wal_sender_timeout_ms: uint(config, "wal_sender_timeout")?.unwrap_or(3_600_000),
                 allow_without_identity: flag(config, "allow_tables_without_identity", false)?,
+                allow_state_behind_slot: flag(config, "allow_state_behind_slot", false)?,
             },
         })
     }

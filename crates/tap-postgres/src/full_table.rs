@@ -5,7 +5,7 @@
 //! NULL) is read in key order, in chunks of `itersize` rows (`ORDER BY key
 //! LIMIT n`, so the planner walks the key's index instead of sorting the
 //! table). Every `state_interval_rows` rows a STATE carries the last key
-//! written (`last_pk_fetched`); a run started from that state reads the
+//! written (`last_pk_fetched`; a checkpoint, see `sync`); a run started from that state reads the
 //! rows after that key, so the two runs together cover every row (the peers
 //! order by `xmin::text` and resume by `age(xmin)`, which skips rows). A
 //! table without such a key (and every view) is read in one statement and
@@ -21,8 +21,9 @@ use serde_json::{Map, Value};
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
+use crate::binary::copy_rows;
 use crate::progress::Progress;
-use crate::read::{bind_values, copy_lines};
+use crate::read::bind_values;
 use crate::rows::{RowEncoder, StreamPlan};
 use crate::sync::{now_version, snapshot, Ctx};
 
@@ -31,13 +32,15 @@ pub const LAST_PK_FETCHED: &str = "last_pk_fetched";
 
 /// Copies `plan`'s table, resuming after the bookmarked key. `method` is
 /// the bookmark's `last_replication_method`: `FULL_TABLE`, or `LOG_BASED`
-/// for the initial copy of a LOG_BASED stream.
+/// for the initial copy of a LOG_BASED stream, which reads in the
+/// `snapshot` a replication slot exported (see `log_based::snapshot`).
 pub async fn sync<W: Write>(
     ctx: &mut Ctx<'_, W>,
     client: &mut Client,
     plan: &StreamPlan,
     key: &[String],
     method: &str,
+    exported: Option<&str>,
 ) -> anyhow::Result<()> {
     let id = plan.stream.clone();
     let bookmark = ctx.state.bookmark(&id).cloned().unwrap_or_default();
@@ -67,15 +70,22 @@ pub async fn sync<W: Write>(
     let b = ctx.state.bookmark_mut(&id);
     b.set_last_replication_method(method);
     b.set_version(version);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     ctx.write_schema(plan, &[])?;
     if first_ever {
         ctx.writer.write_activate_version(&id, version)?;
     }
 
     let tx = snapshot(client).await?;
+    if let Some(name) = exported {
+        tx.batch_execute(&format!(
+            "SET TRANSACTION SNAPSHOT {}",
+            pg::quote_literal(name)?
+        ))
+        .await?;
+    }
     let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
-    let select = plan.select_list();
+    let select = plan.binary_select_list();
     let key_positions: Vec<usize> = key
         .iter()
         .map(|k| plan.position(k).expect("key columns are in the plan"))
@@ -98,11 +108,7 @@ pub async fn sync<W: Write>(
         let query = if key.is_empty() {
             format!("SELECT {select} FROM {table}")
         } else {
-            let order = key
-                .iter()
-                .map(|k| pg::quote_ident(k))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let order = plan.order_by(key);
             let filter = match &last {
                 Some(values) => {
                     let exprs = bind_values(&tx, plan, key, values).await?;
@@ -114,8 +120,10 @@ pub async fn sync<W: Write>(
         };
         let writer = &mut *ctx.writer;
         let state = &mut ctx.state;
-        let rows = copy_lines(&tx, &query, |line| {
-            let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
+        let rows = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
+            let record = encoder
+                .encode_binary(row, fields)
+                .map_err(anyhow::Error::from)?;
             plan.widen_schema(writer, &opts, &[])?;
             writer.write_record_raw(&id, record, Some(version), Some(&time))?;
             progress.row();
@@ -129,7 +137,7 @@ pub async fn sync<W: Write>(
                 state
                     .bookmark_mut(&id)
                     .set(LAST_PK_FETCHED, Value::Object(m))?;
-                writer.write_state(&*state)?;
+                writer.write_state_checkpoint(&*state)?;
             }
             Ok(())
         })
@@ -149,7 +157,7 @@ pub async fn sync<W: Write>(
     if b.get("xmin").is_some() {
         b.set_xmin(None);
     }
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     Metric::counter("record_count", total, &[("stream", &id)]).log();
     tracing::info!("stream {id}: FULL_TABLE done, {total} rows");
     Ok(())

@@ -19,9 +19,10 @@ use std::io::Write;
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
+use crate::binary::copy_rows;
 use crate::full_table::report_replaced;
 use crate::progress::Progress;
-use crate::read::{bind_values, copy_lines};
+use crate::read::bind_values;
 use crate::rows::{RowEncoder, StreamPlan};
 use crate::sync::{now_version, snapshot, Ctx};
 
@@ -57,7 +58,7 @@ pub async fn sync<W: Write>(
     b.set_last_replication_method("INCREMENTAL");
     b.set_replication_key(key);
     b.set_version(version);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     ctx.write_schema(plan, &[key])?;
     ctx.writer.write_activate_version(&id, version)?;
 
@@ -101,8 +102,9 @@ pub async fn sync<W: Write>(
         )
     };
     let query = format!(
-        "SELECT {} FROM {table} {filter} ORDER BY {k}",
-        plan.select_list()
+        "SELECT {} FROM {table} {filter} ORDER BY {}",
+        plan.binary_select_list(),
+        plan.order_by(&[key.to_string()])
     );
     let position = plan.position(key).expect("the key is in the plan");
     let mut encoder = RowEncoder::new(plan);
@@ -113,8 +115,10 @@ pub async fn sync<W: Write>(
     let mut since_state = 0u64;
     let writer = &mut *ctx.writer;
     let state = &mut ctx.state;
-    let total = copy_lines(&tx, &query, |line| {
-        let record = encoder.encode_line(line).map_err(anyhow::Error::from)?;
+    let total = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
+        let record = encoder
+            .encode_binary(row, fields)
+            .map_err(anyhow::Error::from)?;
         plan.widen_schema(writer, &opts, &[key])?;
         writer.write_record_raw(&id, record, Some(version), Some(&time))?;
         progress.row();
@@ -125,14 +129,14 @@ pub async fn sync<W: Write>(
         since_state += 1;
         if since_state >= interval {
             since_state = 0;
-            writer.write_state(&*state)?;
+            writer.write_state_checkpoint(&*state)?;
         }
         Ok(())
     })
     .await?;
     tx.commit().await?;
     report_replaced(&id, &encoder);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     Metric::counter("record_count", total, &[("stream", &id)]).log();
     tracing::info!("stream {id}: INCREMENTAL done, {total} rows");
     Ok(())

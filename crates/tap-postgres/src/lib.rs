@@ -7,12 +7,13 @@
 //! - [`discovery`]: `pg_catalog` → tables and the Singer catalog.
 //! - [`types`], [`encode`]: the JSON Schema and the JSON value of every
 //!   column type, one encoding for every replication method.
-//! - [`rows`], [`read`]: COPY text rows → RECORD bodies.
+//! - [`rows`], [`read`], [`binary`]: COPY rows (binary, or text) → RECORD bodies.
 //! - [`sync`]: a run over the selected streams; [`full_table`] and
 //!   [`incremental`] are the replication methods (LOG_BASED: issue #4).
 //! - [`config`]: the tap's settings.
 #![warn(missing_docs)]
 
+pub mod binary;
 pub mod config;
 pub mod discovery;
 pub mod encode;

@@ -67,6 +67,17 @@ where
 /// server restarted, the backend was terminated, the network dropped): a
 /// rerun resumes from the last state. Other errors are returned as they are.
 pub fn explain_lost_connection(e: anyhow::Error) -> anyhow::Error {
+    // A stall (pg::stall) already says what happened and that a rerun
+    // resumes.
+    let stalled = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .and_then(|pg| pg.as_db_error())
+        .filter(|d| d.code().code() == pg::stall::STALL_SQLSTATE)
+        .map(|d| d.message().to_string());
+    if let Some(message) = stalled {
+        return anyhow::anyhow!(message);
+    }
     let lost = e
         .chain()
         .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())

@@ -196,8 +196,7 @@ impl Converter {
     fn record(&mut self, s: usize, r: &singer::RecordRef<'_>, line: u64) -> Result<()> {
         let stream = &mut self.streams[s];
         if let Some(v) = &stream.validator {
-            let value: serde_json::Value =
-                serde_json::from_str(r.record.get()).map_err(|e| Error::input(e.to_string()))?;
+            let value = validation_value(r.record.get())?;
             let problem = v
                 .iter_errors(&value)
                 .next()
@@ -373,6 +372,25 @@ impl Converter {
     fn send(&self, work: Work) -> Result<()> {
         self.tx.blocking_send(work).map_err(|_| aborted())
     }
+}
+
+/// The record as a `Value` for the validator. serde_json refuses lone
+/// surrogates (`"\ud800"`), which the encoder reports naming the column —
+/// or ignores, in a property the schema does not have. So they are
+/// validated as U+FFFD (same length), and a record fails or loads the same
+/// whatever `validate_records` is.
+fn validation_value(record: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(record).or_else(|e| {
+        let mut text = record.as_bytes().to_vec();
+        let lone: Vec<usize> = crate::encode::lone_surrogates(&text).collect();
+        if lone.is_empty() {
+            return Err(Error::input(e.to_string()));
+        }
+        for at in lone {
+            text[at..at + 6].copy_from_slice(b"\\ufffd");
+        }
+        serde_json::from_slice(&text).map_err(|_| Error::input(e.to_string()))
+    })
 }
 
 /// The loader has stopped; its own error is the one reported (see

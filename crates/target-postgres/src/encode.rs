@@ -174,7 +174,7 @@ impl Layout {
             by_property,
             groups,
             key: spec.key.clone(),
-            deleted_at: spec.meta_index(Meta::DeletedAt),
+            deleted_at: spec.deleted_at_index(),
         }
     }
 
@@ -381,6 +381,15 @@ impl RowEncoder {
         let out = &mut self.scratch;
         let nul = &mut self.nul_replaced[col];
         let policy = self.nul_policy;
+        // Plain strings are checked as they are unescaped (json_string);
+        // every other form is checked here, before any parsing.
+        let checked_later = kind == ColKind::Scalar && b[0] == b'"';
+        if !checked_later
+            && matches!(b[0], b'"' | b'{' | b'[')
+            && lone_surrogates(b).next().is_some()
+        {
+            return Err(Error::input(LONE_SURROGATE));
+        }
         match (kind, b[0]) {
             (ColKind::Json, _) => json_text(raw, out, policy, nul)?,
             (ColKind::JsonText, b'"') => json_string(raw, out, policy, nul)?,
@@ -538,7 +547,8 @@ pub fn json_string(raw: &str, out: &mut Vec<u8>, nul: NulPolicy, nuls: &mut u64)
                 i += 2;
             }
             b'u' => {
-                let (c, used) = decode_u_escape(&inner[i..]);
+                let (c, used) =
+                    decode_u_escape(&inner[i..]).ok_or_else(|| Error::input(LONE_SURROGATE))?;
                 i += used;
                 match c {
                     '\0' => match nul {
@@ -570,24 +580,58 @@ pub fn json_string(raw: &str, out: &mut Vec<u8>, nul: NulPolicy, nuls: &mut u64)
 }
 
 /// Decodes `\uXXXX` (and a following low surrogate) at the start of `s`;
-/// returns the character and the bytes used. serde_json validated the
-/// escape; a lone surrogate becomes U+FFFD as serde_json would decode it.
-fn decode_u_escape(s: &[u8]) -> (char, usize) {
-    let hex = |b: &[u8]| {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .unwrap_or(0xfffd)
-    };
-    let hi = hex(&s[2..6]);
-    if (0xd800..0xdc00).contains(&hi) && s.len() >= 12 && s[6] == b'\\' && s[7] == b'u' {
-        let lo = hex(&s[8..12]);
-        if (0xdc00..0xe000).contains(&lo) {
-            let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
-            return (char::from_u32(c).unwrap_or('\u{fffd}'), 12);
-        }
+/// returns the character and the bytes used, or `None` for a lone
+/// surrogate (serde_json validated the escape's syntax).
+fn decode_u_escape(s: &[u8]) -> Option<(char, usize)> {
+    let hi = u_escape(s, 0)?;
+    if (0xd800..0xdc00).contains(&hi) {
+        let lo = u_escape(s, 6).filter(|lo| (0xdc00..0xe000).contains(lo))?;
+        let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+        return Some((char::from_u32(c)?, 12));
     }
-    (char::from_u32(hi).unwrap_or('\u{fffd}'), 6)
+    Some((char::from_u32(hi)?, 6))
+}
+
+/// The code unit of the `\uXXXX` escape at `b[i..]`, if there is one.
+fn u_escape(b: &[u8], i: usize) -> Option<u32> {
+    if b.get(i..i + 2)? != b"\\u" {
+        return None;
+    }
+    let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+    u32::from_str_radix(hex, 16).ok()
+}
+
+const LONE_SURROGATE: &str = "value contains a lone surrogate (a \\uD800–\\uDFFF escape not \
+                              part of a pair), which is not a Unicode character, so PostgreSQL \
+                              cannot store it; fix the program that wrote it";
+
+/// The offsets of the lone-surrogate escapes in JSON text `b`: a high
+/// surrogate not followed by a low one, or a low one on its own.
+pub fn lone_surrogates(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while let Some(p) = memchr::memchr(b'\\', &b[i.min(b.len())..]) {
+            let at = i + p;
+            match u_escape(b, at) {
+                Some(0xd800..=0xdbff) => {
+                    if matches!(u_escape(b, at + 6), Some(0xdc00..=0xdfff)) {
+                        i = at + 12;
+                    } else {
+                        i = at + 6;
+                        return Some(at);
+                    }
+                }
+                Some(0xdc00..=0xdfff) => {
+                    i = at + 6;
+                    return Some(at);
+                }
+                Some(_) => i = at + 6,
+                None => i = at + 2,
+            }
+        }
+        i = b.len();
+        None
+    })
 }
 
 /// JSON text → COPY text: backslashes doubled, raw tabs and carriage
@@ -776,8 +820,28 @@ mod tests {
         );
         assert_eq!(s(r#""\u00e9\ud83d\ude00\u005c\u000a""#), "é😀\\\\\\n");
         assert_eq!(s(r#""x\u0000y""#), "x\u{fffd}y");
+        for lone in [
+            r#""a\ud800b""#,
+            r#""\udc00""#,
+            r#""\ud800\u0041""#,
+            r#""\ud800""#,
+        ] {
+            let mut n = 0;
+            let e = json_string(lone, &mut Vec::new(), NulPolicy::Replace, &mut n);
+            assert!(e.is_err(), "{lone}");
+        }
         let mut n = 0;
         assert!(json_string(r#""\u0000""#, &mut Vec::new(), NulPolicy::Fail, &mut n).is_err());
+    }
+
+    #[test]
+    fn lone_surrogates_are_found_and_pairs_are_not() {
+        let found = |t: &str| lone_surrogates(t.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(
+            found(r#"{"a":"\ud83d\ude00","b":"\\ud800"}"#),
+            Vec::<usize>::new()
+        );
+        assert_eq!(found(r#""\ud800x\udc00\ud83d\ude00\ud83d""#), [1, 8, 26]);
     }
 
     #[test]

@@ -291,6 +291,17 @@ impl StreamSpec {
     pub fn meta_index(&self, meta: Meta) -> Option<usize> {
         self.columns.iter().position(|c| c.meta == Some(meta))
     }
+
+    /// The column that marks a record as a delete: the `_sdc_deleted_at`
+    /// metadata column, or else a property of that name (a LOG_BASED tap's
+    /// schema has one even when metadata columns are off).
+    pub fn deleted_at_index(&self) -> Option<usize> {
+        self.meta_index(Meta::DeletedAt).or_else(|| {
+            self.columns
+                .iter()
+                .position(|c| c.meta.is_none() && c.name == Meta::DeletedAt.name())
+        })
+    }
 }
 
 impl ColumnSpec {

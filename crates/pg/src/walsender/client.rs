@@ -148,9 +148,33 @@ impl ReplicationClient {
         plugin: &str,
         snapshot: SlotSnapshot,
     ) -> Result<CreatedSlot, Error> {
+        self.create_slot(name, "", plugin, snapshot).await
+    }
+
+    /// `CREATE_REPLICATION_SLOT "name" TEMPORARY LOGICAL "plugin" …`: as
+    /// [`Self::create_logical_slot`], but the server drops the slot when
+    /// this connection ends (PostgreSQL 10 and newer). With
+    /// [`SlotSnapshot::Export`] it ties a read to a WAL position without
+    /// leaving a slot behind.
+    pub async fn create_temporary_logical_slot(
+        &mut self,
+        name: &str,
+        plugin: &str,
+        snapshot: SlotSnapshot,
+    ) -> Result<CreatedSlot, Error> {
+        self.create_slot(name, "TEMPORARY ", plugin, snapshot).await
+    }
+
+    async fn create_slot(
+        &mut self,
+        name: &str,
+        temporary: &str,
+        plugin: &str,
+        snapshot: SlotSnapshot,
+    ) -> Result<CreatedSlot, Error> {
         let what = format!("creating replication slot {name:?}");
         let sql = format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL {} {}",
+            "CREATE_REPLICATION_SLOT {} {temporary}LOGICAL {} {}",
             try_quote_ident(name)?,
             try_quote_ident(plugin)?,
             match snapshot {

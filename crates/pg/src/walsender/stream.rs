@@ -14,6 +14,14 @@
 //!   reads events, and at once when the server asks for a reply and the
 //!   task reads that request. So a slow consumer never gets the connection
 //!   dropped by `wal_sender_timeout`.
+//! - A stall is noticed (see [`crate::stall`]): while the task waits for
+//!   the server, each status update asks for a reply once nothing has
+//!   arrived for a status interval, so a healthy server sends at least a
+//!   keepalive; after `stall_timeout_seconds` without a byte the server is
+//!   asked on a new connection what its walsender is doing, and the stream
+//!   fails with a "stalled" error unless it is busy. Time in which the task
+//!   does not read (the caller has not taken the events) does not count.
+//!   [`ReplicationStream::stop`] is bounded by the same timeout.
 //! - At most [`EVENT_BUFFER`] events plus one are parsed and not yet taken
 //!   by the caller; while that many wait, the task does not read the
 //!   socket, so the server's send buffer fills and the walsender waits
@@ -33,6 +41,7 @@ use tokio::time::Instant;
 
 use super::wire::{self, Backend, Conn, ServerMessage};
 use super::Lsn;
+use crate::stall::Verdict;
 use crate::{Error, ErrorKind};
 
 /// How many events the task parses ahead of the caller.
@@ -126,6 +135,8 @@ pub struct ReplicationStream {
     task: JoinHandle<()>,
     what: String,
     target: String,
+    /// Bounds [`ReplicationStream::stop`].
+    stop_timeout: Duration,
 }
 
 impl std::fmt::Debug for ReplicationStream {
@@ -146,6 +157,7 @@ impl ReplicationStream {
     ) -> ReplicationStream {
         let what = format!("streaming from replication slot {slot:?}");
         let target = conn.target.clone();
+        let stall = conn.config.liveness.stall_timeout;
         let shared = Arc::new(Shared {
             confirmed: AtomicU64::new(0),
             interval_ms: AtomicU64::new(DEFAULT_STATUS_INTERVAL.as_millis() as u64),
@@ -159,6 +171,8 @@ impl ReplicationStream {
             what: what.clone(),
             ceiling: wal_sender_timeout.map(|t| t / 3),
             last_status: Instant::now(),
+            last_heard: Instant::now(),
+            stall,
         };
         let task = tokio::spawn(task.run(events_tx, commands_rx));
         ReplicationStream {
@@ -168,6 +182,11 @@ impl ReplicationStream {
             task,
             what,
             target,
+            stop_timeout: if stall.is_zero() {
+                crate::Liveness::default().stall_timeout
+            } else {
+                stall
+            },
         }
     }
 
@@ -224,11 +243,30 @@ impl ReplicationStream {
     /// Ends the session: a last status update with [`Self::confirmed`],
     /// CopyDone, reading what the server still sends up to ReadyForQuery
     /// (discarded), then Terminate. Events not yet taken are discarded.
+    ///
+    /// Bounded by `stall_timeout_seconds` (60 s when that is 0): a server
+    /// that does not answer within it is reported as a stalled connection
+    /// and the connection is dropped.
     pub async fn stop(self) -> Result<(), Error> {
         let (done, answer) = oneshot::channel();
-        let result = match self.commands.send(Command::Stop { done }).await {
-            Ok(()) => answer.await.unwrap_or_else(|_| self.ended()),
-            Err(_) => self.ended(),
+        let exchange = async {
+            match self.commands.send(Command::Stop { done }).await {
+                Ok(()) => answer.await.unwrap_or_else(|_| self.ended()),
+                Err(_) => self.ended(),
+            }
+        };
+        let result = match tokio::time::timeout(self.stop_timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.task.abort();
+                let why = "it did not answer the end of streaming either";
+                let message = crate::stall::stall_message(&self.target, self.stop_timeout, why);
+                return Err(Error::new(
+                    ErrorKind::Connect,
+                    format!("stopping the {what}: {message}", what = self.what),
+                )
+                .with_sqlstate(crate::stall::STALL_SQLSTATE));
+            }
         };
         // The task has answered, or ended before it could: let it finish.
         drop(self.events);
@@ -261,6 +299,11 @@ struct Task {
     /// A third of `wal_sender_timeout`, the longest allowed interval.
     ceiling: Option<Duration>,
     last_status: Instant,
+    /// When a byte last arrived, or the task last started waiting for one
+    /// (after handing over an event), or the server was last found busy.
+    last_heard: Instant,
+    /// `stall_timeout_seconds` (zero: not watched).
+    stall: Duration,
 }
 
 enum Step<'a> {
@@ -340,7 +383,13 @@ impl Task {
                     continue;
                 }
             }
-            let deadline = self.last_status + self.interval();
+            let mut deadline = self.last_status + self.interval();
+            if pending.is_some() {
+                // Not reading: the caller is behind, not the server.
+                self.last_heard = Instant::now();
+            } else if !self.stall.is_zero() {
+                deadline = deadline.min(self.last_heard + self.stall);
+            }
             let step = tokio::select! {
                 biased;
                 c = commands.recv() => Step::Command(c),
@@ -366,27 +415,79 @@ impl Task {
                         return Err(e);
                     }
                 }
-                Step::Timer => self.send_status(false).await?,
+                Step::Timer => {
+                    let now = Instant::now();
+                    let quiet = now - self.last_heard;
+                    if pending.is_none() && !self.stall.is_zero() && quiet >= self.stall {
+                        self.check_stall(quiet).await?;
+                    }
+                    if now >= self.last_status + self.interval() {
+                        // Heard nothing for a whole interval: ask for an
+                        // answer, so that silence means a stall.
+                        let ask = pending.is_none() && quiet >= self.interval();
+                        self.send_status(ask).await?;
+                    }
+                }
                 Step::Permit(Ok(permit)) => {
-                    permit.send(Ok(pending.take().expect("reserved for a pending event")))
+                    permit.send(Ok(pending.take().expect("reserved for a pending event")));
+                    self.last_heard = Instant::now();
                 }
                 Step::Permit(Err(_)) => {
                     // The receiver is gone, so is the handle.
                     let _ = self.send_status(false).await;
                     return Ok(None);
                 }
-                Step::Read(r) => r.map_err(|e| self.io_error(e))?,
+                Step::Read(r) => {
+                    r.map_err(|e| self.io_error(e))?;
+                    self.last_heard = Instant::now();
+                }
             }
+        }
+    }
+
+    /// Nothing for `quiet`: asks the server what the walsender does; an
+    /// error unless it is busy (then the wait starts over).
+    async fn check_stall(&mut self, quiet: Duration) -> Result<(), Error> {
+        let verdict = match self.conn.pid {
+            Some(pid) => {
+                crate::stall::probe(&self.conn.config, pid, crate::stall::Session::WalSender).await
+            }
+            None => Verdict::Stalled("the server's process is unknown, so it was not asked".into()),
+        };
+        match verdict {
+            Verdict::Busy(why) => {
+                tracing::debug!(
+                    "{} on {}: nothing for {} s; {why}",
+                    self.what,
+                    self.conn.target,
+                    quiet.as_secs()
+                );
+                self.last_heard = Instant::now();
+                Ok(())
+            }
+            Verdict::Stalled(why) => Err(Error::new(
+                ErrorKind::Connect,
+                format!(
+                    "{}: {}",
+                    self.what,
+                    crate::stall::stall_message(&self.conn.target, quiet, &why)
+                ),
+            )
+            .with_sqlstate(crate::stall::STALL_SQLSTATE)),
         }
     }
 
     fn interval(&self) -> Duration {
         let chosen = Duration::from_millis(self.shared.interval_ms.load(Ordering::Acquire));
-        match self.ceiling {
+        let mut interval = match self.ceiling {
             Some(c) => chosen.min(c),
             None => chosen,
+        };
+        if !self.stall.is_zero() {
+            // Ask for a reply at least twice before a silence counts as a stall.
+            interval = interval.min(self.stall / 3);
         }
-        .max(MIN_STATUS_INTERVAL)
+        interval.max(MIN_STATUS_INTERVAL)
     }
 
     fn parse_copy_data(&self, mut data: Bytes) -> Result<ReplicationEvent, Error> {

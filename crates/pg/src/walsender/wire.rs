@@ -22,17 +22,13 @@ use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{self, ScramSha256};
 use postgres_protocol::message::backend::{ErrorFields, Message};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use crate::config::{ConnectionConfig, SslMode};
+use crate::socket::Socket;
 use crate::tls::make_tls_connect;
 use crate::{Error, ErrorKind};
-
-/// A byte stream to the server, whatever its transport.
-pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Socket for T {}
 
 /// Tag of CopyBothResponse, which postgres-protocol's parser does not know.
 const COPY_BOTH_RESPONSE_TAG: u8 = b'W';
@@ -56,6 +52,11 @@ pub(crate) struct Conn {
     pub(crate) parameters: HashMap<String, String>,
     /// Whether the socket is encrypted.
     pub(crate) tls: bool,
+    /// The server process (BackendKeyData), for the stall check.
+    pub(crate) pid: Option<i32>,
+    /// The settings it was opened with, for the stall check's own
+    /// connection.
+    pub(crate) config: ConnectionConfig,
 }
 
 /// A server's ErrorResponse (or NoticeResponse), with the fields we report.
@@ -149,17 +150,75 @@ fn io_error(what: &str, target: &str, e: io::Error) -> Error {
 
 impl Conn {
     /// Reads the next message. `what` names the command for errors.
+    /// A silence of `stall_timeout_seconds` is checked as [`crate::stall`]
+    /// says, and a stall is an error.
     pub(crate) async fn read_message(&mut self, what: &str) -> Result<Backend, Error> {
+        let stall = self.config.liveness.stall_timeout;
+        let mut waiting = tokio::time::Instant::now();
         loop {
             if let Some(m) = self.try_parse().map_err(|e| self.io_error(what, e))? {
                 return Ok(m);
             }
-            self.read_more()
-                .await
-                .map_err(|e| io_error(what, &self.target, e))?;
+            let read = if stall.is_zero() {
+                Ok(self.read_more().await)
+            } else {
+                tokio::time::timeout(stall, self.read_more()).await
+            };
+            match read {
+                Ok(r) => {
+                    r.map_err(|e| io_error(what, &self.target, e))?;
+                    waiting = tokio::time::Instant::now();
+                }
+                Err(_) => {
+                    check_stall(
+                        &self.config,
+                        self.pid,
+                        &self.target,
+                        what,
+                        waiting.elapsed(),
+                    )
+                    .await?
+                }
+            }
         }
     }
+}
 
+/// Nothing for `quiet` while waiting for an answer: an error unless the
+/// server is busy with it.
+async fn check_stall(
+    config: &ConnectionConfig,
+    pid: Option<i32>,
+    target: &str,
+    what: &str,
+    quiet: std::time::Duration,
+) -> Result<(), Error> {
+    let verdict = match pid {
+        Some(pid) => crate::stall::probe(config, pid, crate::stall::Session::Sql).await,
+        None => crate::stall::Verdict::Stalled(
+            "the server's process is unknown, so it was not asked".into(),
+        ),
+    };
+    match verdict {
+        crate::stall::Verdict::Busy(why) => {
+            tracing::debug!(
+                "{what} on {target}: nothing for {} s; {why}",
+                quiet.as_secs()
+            );
+            Ok(())
+        }
+        crate::stall::Verdict::Stalled(why) => Err(Error::new(
+            ErrorKind::Connect,
+            format!(
+                "{what}: {}",
+                crate::stall::stall_message(target, quiet, &why)
+            ),
+        )
+        .with_sqlstate(crate::stall::STALL_SQLSTATE)),
+    }
+}
+
+impl Conn {
     /// Parses one complete message from the read buffer, if there is one.
     pub(crate) fn try_parse(&mut self) -> io::Result<Option<Backend>> {
         if self.read.len() >= 5 && self.read[0] == COPY_BOTH_RESPONSE_TAG {
@@ -322,16 +381,7 @@ async fn handshake(
     options: &str,
     mut tls: tokio_postgres_rustls::MakeRustlsConnect,
 ) -> Result<Conn, Failure> {
-    let mut socket: Box<dyn Socket> = if config.host.starts_with('/') {
-        let path = format!("{}/.s.PGSQL.{}", config.host, config.port);
-        Box::new(UnixStream::connect(path).await.map_err(Failure::io)?)
-    } else {
-        let s = TcpStream::connect((config.host.as_str(), config.port))
-            .await
-            .map_err(Failure::io)?;
-        s.set_nodelay(true).map_err(Failure::io)?;
-        Box::new(s)
-    };
+    let mut socket: Box<dyn Socket> = crate::socket::open(config).await.map_err(Failure::io)?;
 
     let mut encrypted = false;
     if config.ssl.mode != SslMode::Disable {
@@ -373,6 +423,8 @@ async fn handshake(
         target: config.describe(),
         parameters: HashMap::new(),
         tls: encrypted,
+        pid: None,
+        config: config.clone(),
     };
     let mut params: Vec<(&str, &str)> = vec![
         ("user", config.user.as_str()),
@@ -397,7 +449,7 @@ async fn handshake(
                     conn.parameters.insert(name.to_string(), value.to_string());
                 }
             }
-            Message::BackendKeyData(_) => {}
+            Message::BackendKeyData(k) => conn.pid = Some(k.process_id()),
             other => return Err(unexpected(&other)),
         }
     }

@@ -3,9 +3,11 @@
 
 mod support;
 
+mod binary;
 mod discovery;
 mod encodings;
 mod errors;
 mod full_table;
 mod incremental;
 mod log_based;
+mod log_based_issue9;

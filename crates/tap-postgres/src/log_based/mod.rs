@@ -1,0 +1,210 @@
+//! LOG_BASED: changes read from a wal2json logical replication slot through
+//! the streaming replication protocol (`pg::walsender`).
+//!
+//! # The run
+//! 1. Prerequisites ([`prereq`]), each reported with what to do: server ≥
+//!    10, the primary, `wal_level = logical`, every table with a primary key
+//!    or `REPLICA IDENTITY FULL`; the slot ([`slot`]: config
+//!    `replication_slot`, else `macrometa_<db>` then `pipelinewise_<db>`,
+//!    each with `_<tap_id>` when set; created with
+//!    `create_replication_slot`), wal2json, not active elsewhere, its WAL
+//!    not lost; every bookmark neither ahead of the server's WAL nor behind
+//!    the slot.
+//! 2. A stream without an `lsn` bookmark (or whose initial copy was
+//!    interrupted) gets an initial copy in a snapshot tied exactly to its
+//!    bookmark ([`snapshot`] argues why nothing is lost).
+//! 3. Streaming ([`stream`] runs the [`streamer`]) from the smallest
+//!    bookmark; what is bookmarked, skipped and written for each change is
+//!    argued in [`streamer`]. The slot is confirmed only up to what the
+//!    state the tap was started with says ([`stream`]).
+//!
+//! # Stopping
+//! `break_at_end_lsn` (default): at the server's WAL position as of the
+//! start. `logical_poll_total_seconds`: after that long without data.
+//! `max_run_seconds`: in all. Never hangs on an idle database.
+
+pub mod change;
+pub mod message;
+pub mod prereq;
+pub mod slot;
+pub mod snapshot;
+pub mod stream;
+pub mod streamer;
+
+use std::io::Write;
+use std::time::Duration;
+
+use pg::walsender::Lsn;
+use singer::CatalogEntry;
+use tokio_postgres::Client;
+
+use crate::discovery::{RelKind, Table};
+use crate::encode::SESSION_SETTINGS;
+use crate::progress::Progress;
+use crate::sync::{now_version, Ctx};
+use change::Live;
+pub use slot::slot_candidates;
+use streamer::Streamer;
+
+/// A LOG_BASED stream of the catalog and its table as discovered now.
+pub struct LogStream<'a> {
+    /// The catalog entry.
+    pub entry: &'a CatalogEntry,
+    /// The table.
+    pub table: Table,
+    /// The selected columns.
+    pub selected: Vec<String>,
+}
+
+/// The LOG_BASED settings of the tap config.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `replication_slot`.
+    pub slot: Option<String>,
+    /// `create_replication_slot`.
+    pub create_slot: bool,
+    /// `tap_id`.
+    pub tap_id: Option<String>,
+    /// `break_at_end_lsn`.
+    pub break_at_end_lsn: bool,
+    /// `logical_poll_total_seconds`.
+    pub idle_timeout: Duration,
+    /// `max_run_seconds`.
+    pub max_run: Duration,
+    /// `wal_sender_timeout` in ms.
+    pub wal_sender_timeout_ms: u64,
+    /// `allow_tables_without_identity`.
+    pub allow_without_identity: bool,
+    /// `allow_state_behind_slot`.
+    pub allow_state_behind_slot: bool,
+}
+
+/// Runs the LOG_BASED streams of database `dbname`.
+pub async fn run<W: Write>(
+    ctx: &mut Ctx<'_, W>,
+    lc: &LogConfig,
+    dbname: &str,
+    streams: Vec<LogStream<'_>>,
+    started_with: &singer::State,
+) -> anyhow::Result<()> {
+    let conn = ctx.config.connection.for_database(dbname);
+    let mut primary = pg::connect(&conn).await?;
+    primary.batch_execute(SESSION_SETTINGS).await?;
+    prereq::check_server(&primary).await?;
+    prereq::check_tables(lc, &streams)?;
+    let slot = slot::find_slot(&primary, lc, dbname).await?;
+    prereq::check_slot_health(&primary, &slot).await?;
+    let wal_now = wal_position(&primary).await?;
+    let positions: Vec<(&str, Option<Lsn>)> = streams
+        .iter()
+        .map(|s| {
+            let id = s.entry.tap_stream_id.as_str();
+            (id, ctx.state.bookmark(id).and_then(|b| b.lsn()).map(Lsn))
+        })
+        .collect();
+    prereq::check_positions(lc, &slot, wal_now, &positions)?;
+
+    for (n, s) in streams.iter().enumerate() {
+        if snapshot::needs_copy(ctx, &s.entry.tap_stream_id) {
+            snapshot::initial_copy(ctx, &mut primary, &conn, s, n).await?;
+        }
+    }
+
+    let (live, tables) = streamed_tables(ctx, &primary, &streams).await?;
+    // Confirm only what the target had committed when this run started.
+    let confirm = streams
+        .iter()
+        .filter_map(|s| {
+            started_with
+                .bookmark(&s.entry.tap_stream_id)
+                .and_then(|b| b.lsn())
+        })
+        .min()
+        .map(Lsn)
+        .unwrap_or(Lsn::INVALID);
+    let start = live
+        .iter()
+        .filter_map(|l| ctx.state.bookmark(&l.id).and_then(|b| b.lsn()))
+        .min()
+        .map(Lsn)
+        .unwrap_or(Lsn::INVALID)
+        .max(slot.confirmed);
+    for l in &live {
+        ctx.writer.write_schema(
+            &l.id,
+            &l.schema(&ctx.config.values),
+            &l.key_properties(),
+            &["lsn"],
+        )?;
+    }
+    ctx.writer.flush()?;
+    let add_tables: Vec<String> = tables
+        .iter()
+        .map(|(schema, name, _)| slot::wal2json_table(schema, name))
+        .collect();
+    let plan = stream::Plan {
+        slot: &slot.name,
+        start,
+        confirm,
+        tables: add_tables.join(","),
+    };
+    let (mut replication, end) = stream::start(&conn, &primary, lc, &plan).await?;
+    let label = format!("slot {}", slot.name);
+    let progress = Progress::new(&label, "changes", ctx.config.progress_every, None);
+    let mut streamer = Streamer::new(live, tables, end, progress);
+    stream::run(ctx, lc, &primary, &mut replication, &mut streamer).await?;
+    streamer.finish(ctx)?;
+    replication.stop().await?;
+    Ok(())
+}
+
+async fn wal_position(client: &Client) -> anyhow::Result<Lsn> {
+    let now: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
+    Ok(now.parse()?)
+}
+
+/// The streams as streamed, and the `(schema, table, stream)` names their
+/// changes arrive under (a partitioned table's leaves under its stream).
+async fn streamed_tables<W: Write>(
+    ctx: &mut Ctx<'_, W>,
+    primary: &Client,
+    streams: &[LogStream<'_>],
+) -> anyhow::Result<(Vec<Live>, Vec<(String, String, usize)>)> {
+    let mut live = Vec::new();
+    let mut tables = Vec::new();
+    for (i, s) in streams.iter().enumerate() {
+        let id = s.entry.tap_stream_id.clone();
+        let version = match ctx.state.bookmark(&id).and_then(|b| b.version()) {
+            Some(v) => v,
+            None => {
+                let v = now_version();
+                ctx.state.bookmark_mut(&id).set_version(v);
+                v
+            }
+        };
+        tables.push((s.table.schema.clone(), s.table.name.clone(), i));
+        if s.table.relkind == RelKind::Partitioned {
+            for row in primary
+                .query(
+                    "SELECT n.nspname::text, c.relname::text FROM pg_partition_tree($1::oid::regclass) p \
+                     JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.isleaf",
+                    &[&s.table.oid],
+                )
+                .await?
+            {
+                tables.push((row.get(0), row.get(1), i));
+            }
+        }
+        live.push(Live::new(
+            id,
+            s.table.clone(),
+            s.selected.clone(),
+            version,
+            &ctx.config.values,
+        ));
+    }
+    Ok((live, tables))
+}

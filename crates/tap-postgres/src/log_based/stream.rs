@@ -1,0 +1,276 @@
+//! Running the [`Streamer`] on the replication connection: starting
+//! replication, waiting for events with a poll interval, doing what the
+//! streamer asks for (a table read again, a row read for a key change) and
+//! stopping on time.
+//!
+//! What is confirmed to the slot: only the smallest `lsn` of the state the
+//! tap was **started** with (what the target had committed then), never
+//! anything learnt within the run, so a crash of the target loses nothing.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use pg::walsender::{Lsn, ReplicationClient, ReplicationEvent, ReplicationStream};
+use tokio_postgres::Client;
+
+use super::change::Live;
+use super::slot::plugin_options;
+use super::streamer::{Event, FillRequest, Row, Step, Streamer};
+use super::LogConfig;
+use crate::discovery::{discover, Filter};
+use crate::sync::Ctx;
+
+/// Where and how far to stream.
+pub struct Plan<'a> {
+    /// The slot's name.
+    pub slot: &'a str,
+    /// Start position (the smallest bookmark).
+    pub start: Lsn,
+    /// What to confirm (the smallest bookmark of the started state).
+    pub confirm: Lsn,
+    /// wal2json `add-tables`.
+    pub tables: String,
+}
+
+/// How long a slot held by another session is waited for.
+const SLOT_BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How often it is tried meanwhile.
+const SLOT_BUSY_POLL: Duration = Duration::from_millis(200);
+
+/// The session settings of the replication connection.
+fn gucs(timeout: &str) -> [(&'static str, &str); 6] {
+    [
+        ("DateStyle", "ISO, MDY"),
+        ("TimeZone", "UTC"),
+        ("IntervalStyle", "postgres"),
+        ("extra_float_digits", "3"),
+        ("bytea_output", "hex"),
+        ("wal_sender_timeout", timeout),
+    ]
+}
+
+/// Opens the replication stream; returns it and the end position (with
+/// `break_at_end_lsn`).
+pub async fn start(
+    conn: &pg::ConnectionConfig,
+    primary: &Client,
+    lc: &LogConfig,
+    plan: &Plan<'_>,
+) -> anyhow::Result<(ReplicationStream, Option<Lsn>)> {
+    let timeout = format!("{}ms", lc.wal_sender_timeout_ms);
+    let gucs = gucs(&timeout);
+    let mut rc = ReplicationClient::connect(conn, &gucs).await?;
+    let end = if lc.break_at_end_lsn {
+        Some(rc.identify_system().await?.xlogpos)
+    } else {
+        None
+    };
+    let mut options = plugin_options(&plan.tables);
+    let mut waited = Duration::ZERO;
+    let stream = loop {
+        match rc.start_replication(plan.slot, plan.start, &options).await {
+            Ok(s) => break s,
+            Err(e) if e.to_string().contains("numeric-data-types-as-string") => {
+                tracing::info!(
+                    "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
+                     float and numeric columns arrive as null in LOG_BASED records"
+                );
+                options.pop();
+                // The refused session may hold the slot for a moment.
+                super::slot::wait_inactive(primary, plan.slot, Duration::from_secs(10)).await?;
+            }
+            // The slot is still held by a session that is ending (the
+            // previous run's walsender has not yet seen its client go), or
+            // by another run: wait a little, then report it.
+            Err(e) if e.sqlstate() == Some("55006") && waited < SLOT_BUSY_WAIT => {
+                tokio::time::sleep(SLOT_BUSY_POLL).await;
+                waited += SLOT_BUSY_POLL;
+            }
+            Err(e) if e.sqlstate() == Some("55006") => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "replication slot {:?} stayed in use by another session for {} s: \
+                     is another run of this tap still going?",
+                    plan.slot,
+                    SLOT_BUSY_WAIT.as_secs()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        rc = ReplicationClient::connect(conn, &gucs).await?;
+    };
+    if plan.confirm != Lsn::INVALID {
+        stream.confirm(plan.confirm);
+    }
+    tracing::info!(
+        "streaming from slot {:?} at {}{}",
+        plan.slot,
+        plan.start,
+        end.map(|e| format!(" to {e}")).unwrap_or_default()
+    );
+    Ok((stream, end))
+}
+
+/// Streams until the streamer stops, the idle or run time limit passes.
+pub async fn run<W: Write>(
+    ctx: &mut Ctx<'_, W>,
+    lc: &LogConfig,
+    primary: &Client,
+    stream: &mut ReplicationStream,
+    streamer: &mut Streamer,
+) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let mut last_data = Instant::now();
+    let poll = Duration::from_millis(500);
+    loop {
+        if began.elapsed() >= lc.max_run {
+            tracing::info!("max_run_seconds reached; stopping");
+            return Ok(());
+        }
+        if !streamer.in_transaction() && last_data.elapsed() >= lc.idle_timeout {
+            tracing::info!("no change for logical_poll_total_seconds; stopping");
+            return Ok(());
+        }
+        let event = match tokio::time::timeout(poll, stream.next()).await {
+            Err(_) => {
+                // Quiet: hand what we have to the target, and ask the
+                // server where it is, to learn whether we are caught up.
+                streamer.on_quiet(ctx)?;
+                if !streamer.in_transaction() {
+                    stream.send_status(true).await?;
+                }
+                continue;
+            }
+            Ok(e) => e?,
+        };
+        let event = match &event {
+            None => bail!("the server ended the replication stream"),
+            Some(ReplicationEvent::Keepalive { wal_end, .. }) => {
+                Event::Keepalive { wal_end: *wal_end }
+            }
+            Some(ReplicationEvent::XLogData { data, wal_end, .. }) => {
+                last_data = Instant::now();
+                Event::Data {
+                    data,
+                    wal_end: *wal_end,
+                }
+            }
+        };
+        loop {
+            match streamer.on_event(ctx, event)? {
+                Step::Continue => break,
+                Step::Stop => return Ok(()),
+                Step::Refresh { stream, xid } => {
+                    wait_visible(primary, xid).await?;
+                    let live = refresh(primary, &streamer.live()[stream], ctx).await?;
+                    streamer.set_table(stream, live);
+                }
+                Step::Fill(request) => {
+                    wait_visible(primary, request.xid).await?;
+                    let row = fill(primary, &streamer.live()[request.stream], &request).await?;
+                    streamer.set_fill(row);
+                }
+            }
+        }
+    }
+}
+
+/// Waits until transaction `xid` is visible to new snapshots. wal2json
+/// sends a transaction once its commit record is decoded, which can be a
+/// moment before the committing session marks it finished for snapshots
+/// (longer while it waits for a synchronous standby); a read for it before
+/// then would not see it. Once visible in one snapshot it is visible in
+/// every later one, so every later statement sees it. The 32-bit `xid` is
+/// given the epoch of the snapshot's `xmax` (or the one before, if that
+/// puts it past `xmax`). Bounded: an error after 60 s.
+async fn wait_visible(client: &Client, xid: Option<u32>) -> anyhow::Result<()> {
+    let Some(xid) = xid else { return Ok(()) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let visible: bool = client
+            .query_one(
+                "SELECT txid_visible_in_snapshot(CASE WHEN t > x THEN t - 4294967296 ELSE t END, snap) \
+                 FROM (SELECT snap, x, ((x >> 32) << 32) | $1 AS t \
+                       FROM (SELECT s AS snap, txid_snapshot_xmax(s) AS x FROM txid_current_snapshot() s) a) b",
+                &[&i64::from(xid)],
+            )
+            .await?
+            .get(0);
+        if visible {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "transaction {xid} was streamed as committed but is still not visible after 60 s"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Reads the stream's table again (a column was added) and writes the new
+/// SCHEMA.
+async fn refresh<W: Write>(
+    client: &Client,
+    l: &Live,
+    ctx: &mut Ctx<'_, W>,
+) -> anyhow::Result<Live> {
+    let filter = Filter {
+        schemas: Some(vec![l.table.schema.clone()]),
+        tables: Some(vec![format!("{}.{}", l.table.schema, l.table.name)]),
+    };
+    let Some(table) = discover(client, &filter)
+        .await?
+        .into_iter()
+        .find(|t| t.name == l.table.name)
+    else {
+        bail!("stream {}: the table disappeared while streaming", l.id);
+    };
+    let mut selected = l.selected.clone();
+    for c in &table.columns {
+        if l.table.column(&c.name).is_none() {
+            tracing::info!("stream {}: new column {:?} ({})", l.id, c.name, c.sql_type);
+            selected.push(c.name.clone());
+        }
+    }
+    let mut live = Live::new(l.id.clone(), table, selected, l.version, &ctx.config.values);
+    live.records = l.records;
+    let schema = live.schema(&ctx.config.values);
+    ctx.writer
+        .write_schema(&live.id, &schema, &live.key_properties(), &["lsn"])?;
+    Ok(live)
+}
+
+/// Reads the columns a key change lacks, as text, from the row under the
+/// new key (see the streamer's module doc for why this is exact). Key
+/// values are bound as text and cast to the column's type.
+async fn fill(client: &Client, l: &Live, request: &FillRequest) -> anyhow::Result<Option<Row>> {
+    let columns: Vec<String> = request
+        .columns
+        .iter()
+        .map(|c| format!("{}::text", pg::quote_ident(c)))
+        .collect();
+    let mut conditions = Vec::new();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    for (i, (name, value)) in request.key.iter().enumerate() {
+        let column = l
+            .table
+            .column(name)
+            .ok_or_else(|| anyhow!("stream {}: key column {name:?} is gone", l.id))?;
+        conditions.push(format!(
+            "{} = ${}::text::{}",
+            pg::quote_ident(name),
+            i + 1,
+            column.sql_type
+        ));
+        params.push(value);
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {}",
+        columns.join(", "),
+        pg::QualifiedName::new(&l.table.schema, &l.table.name),
+        conditions.join(" AND ")
+    );
+    let row = client.query_opt(&sql, &params).await?;
+    Ok(row.map(|r| (0..request.columns.len()).map(|i| r.get(i)).collect()))
+}
