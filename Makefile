@@ -25,9 +25,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## docs: regenerate the README's settings tables from schemas/
+## docs: regenerate what is generated from schemas/: the README's settings tables
+## and the plugin definitions in examples/meltano/hub/
 docs:
-	UPDATE_README=1 $(CARGO) test -p e2e --test docs -- readme_settings_tables_match_schemas
+	UPDATE_GENERATED=1 $(CARGO) test -p e2e --test docs
 
 ## demo: the main job end to end on a throwaway local cluster
 demo: setup build

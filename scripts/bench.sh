@@ -16,6 +16,8 @@
 #                      psql \copy ... FROM a CSV of the same rows (same table, with its key)
 #   target upsert      the same records again (every key exists) vs a temp-table
 #                      \copy + INSERT ... ON CONFLICT (id) DO UPDATE
+#   streams            2,000 tables x 5 rows: tap alone (ms/stream, STATE bytes)
+#                      and tap | target (scripts/bench-streams.sh, run last)
 # Environment: BENCH_ROWS (default 1000000), BENCH_ROUNDS (default 3).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -115,3 +117,6 @@ SQL
 BENCH_STARTED=$started BENCH_ROWS=$rows BENCH_ROUNDS=$rounds BENCH_WORK=$work \
     BENCH_TAP=$tap BENCH_TARGET=$target BENCH_POSTMASTER=$(head -n 1 "$work/pg/data/postmaster.pid") \
     python3 "$here/bench.py"
+
+# ---- thousands of streams (issue 10, item 4) --------------------------------
+bash "$here/bench-streams.sh"

@@ -169,3 +169,50 @@ fn usage_errors_exit_2() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Issue 10, item 5: a numeric `user` and `password` (templating turns
+/// `"123456"` into a number) are taken as their digits by both programs,
+/// and a password the schema refuses is never echoed (before: `key
+/// "password": 98765432109876 is not of type "string"`).
+#[tokio::test]
+async fn numeric_user_and_password_work_and_are_never_echoed() {
+    let db = pg_testkit::cluster().create_database().await;
+    db.execute_batch(
+        "DO $$ BEGIN CREATE ROLE \"12345\" LOGIN SUPERUSER PASSWORD '98765432109876';
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = db.conn_config();
+    cfg["user"] = serde_json::json!(12345);
+    cfg["password"] = serde_json::json!(98765432109876u64);
+    let path = e2e::write_json(dir.path(), "numeric.json", &cfg);
+    let out = run(
+        "tap-postgres",
+        &["--config", path.to_str().unwrap(), "--discover"],
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\"streams\""), "{stdout}");
+    let input = dir.path().join("empty.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let out = std::process::Command::new(e2e::bin("target-postgres"))
+        .args(["--config", path.to_str().unwrap()])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+
+    cfg["password"] = serde_json::json!([98765432109876u64]);
+    let path = e2e::write_json(dir.path(), "bad.json", &cfg);
+    for program in PROGRAMS {
+        let out = run(program, &["--config", path.to_str().unwrap()]);
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{program}: {stderr}");
+        assert!(
+            stderr.contains("key `password`: the value breaks the schema's `type` rule")
+                && !stderr.contains("98765432109876"),
+            "{program}: {stderr}"
+        );
+    }
+}

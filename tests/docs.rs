@@ -1,9 +1,41 @@
-//! The README's settings tables are generated from `schemas/`: this test
-//! fails when they are stale, and `make docs` (UPDATE_README=1) rewrites them.
+//! Files generated from `schemas/` are checked in: the README's settings
+//! tables and the Meltano Hub plugin definitions in `examples/meltano/hub/`. These tests
+//! fail when one is stale; `make docs` (UPDATE_GENERATED=1) rewrites them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use e2e::workspace_root;
 use plugin::about::settings_table;
+use plugin::meltano::hub_definition;
+use plugin::{About, Settings};
+
+/// Both programs: their about facts and settings.
+fn programs() -> [(About, Settings); 2] {
+    [
+        (tap_postgres::ABOUT, tap_postgres::settings()),
+        (target_postgres::ABOUT, target_postgres::settings()),
+    ]
+}
+
+/// Whether to rewrite stale generated files instead of failing
+/// (`make docs`). `UPDATE_README` is the older name.
+fn updating() -> bool {
+    std::env::var_os("UPDATE_GENERATED").is_some() || std::env::var_os("UPDATE_README").is_some()
+}
+
+/// Compares `path` with `expected`; rewrites it when [`updating`], else
+/// returns it as stale.
+fn check(path: &Path, expected: &str) -> Option<String> {
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    if current == expected {
+        return None;
+    }
+    if updating() {
+        std::fs::write(path, expected).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return None;
+    }
+    Some(path.display().to_string())
+}
 
 fn readme_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")
@@ -38,14 +70,9 @@ fn readme_settings_tables_match_schemas() {
         "target-postgres",
         &settings_table(&target_postgres::settings()),
     );
-    if std::env::var_os("UPDATE_README").is_some() {
-        std::fs::write(&path, &expected).expect("write README.md");
-        return;
+    if let Some(stale) = check(&path, &expected) {
+        panic!("{stale}: the settings tables are stale: run `make docs`");
     }
-    assert!(
-        readme == expected,
-        "README.md settings tables are stale: run `make docs`"
-    );
 }
 
 #[test]
@@ -59,4 +86,16 @@ fn every_schema_setting_is_in_the_readme() {
             );
         }
     }
+}
+
+#[test]
+fn meltano_hub_definitions_match_schemas() {
+    let mut stale = Vec::new();
+    for (about, settings) in programs() {
+        let path = workspace_root()
+            .join("examples/meltano/hub")
+            .join(format!("{}.yml", about.name));
+        stale.extend(check(&path, &hub_definition(&about, &settings)));
+    }
+    assert!(stale.is_empty(), "{stale:?} are stale: run `make docs`");
 }

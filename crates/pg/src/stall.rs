@@ -23,6 +23,10 @@
 //! - anything else (the server is working) → not stalled; checked again
 //!   after another `stall_timeout_seconds`.
 //!
+//! The check needs the server session to stay the connection's: behind a
+//! transaction-pooling proxy (pgbouncer in transaction mode) it does not,
+//! and `stall_timeout_seconds` must be 0 there (the schema says so).
+//!
 //! A stalled connection fails its pending request with an error saying the
 //! connection stalled and that a rerun resumes from the last state. So a
 //! stall is reported like a cut connection, in bounded time: at most about

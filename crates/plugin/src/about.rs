@@ -151,6 +151,8 @@ fn type_name(prop: &Value, or: &str) -> String {
     // `["boolean","string"]` means "a boolean, also as a string".
     let main = types.iter().find(|t| **t != "string" && **t != "null");
     match main {
+        // `["string","number"]`: a string, also as a number (`password`).
+        Some(&"number") if types.first() == Some(&"string") => format!("string{or}number"),
         Some(t) => t.to_string(),
         None if types.contains(&"array") => "string or list".into(),
         None => types.first().copied().unwrap_or("any").to_string(),
@@ -206,6 +208,10 @@ mod tests {
         );
         assert!(md.contains("| `host` | string | yes |  |"), "{md}");
         assert!(md.contains("| `port` | integer |  | `5432` |"), "{md}");
+        assert!(
+            md.contains("| `password` | string \\| number |  |  |"),
+            "{md}"
+        );
         assert!(md.contains("| `sslmode` | disable \\| prefer \\| require \\| verify-ca \\| verify-full |  | `prefer` |"), "{md}");
     }
 

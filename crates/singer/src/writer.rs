@@ -8,6 +8,15 @@
 //!   line and every line before it have been handed to the OS. A tap that
 //!   emits STATE only after the records it covers therefore never lets a
 //!   target see a state before its records.
+//! - [`MessageWriter::write_state_checkpoint`] writes a STATE only when
+//!   the output since the last STATE is at least as long as that STATE.
+//!   Every STATE a tap emits is a valid place to resume, so skipping one
+//!   loses nothing (a rerun from the one before redoes a little more);
+//!   what it buys is that STATE bytes never exceed the other bytes: a
+//!   state that grows with the number of streams, written after each of
+//!   thousands of small streams, would otherwise make the output (and the
+//!   target's work) quadratic. A STATE that must be seen (the last of a
+//!   run) uses [`MessageWriter::write_state`].
 //! - [`MessageWriter::finish`] must be called at the end: it flushes and
 //!   reports the error a drop would swallow.
 //! - A closed pipe (the target exited) is an [`ErrorKind::BrokenPipe`]
@@ -33,7 +42,29 @@ pub const DEFAULT_BUFFER_BYTES: usize = 1 << 20;
 
 /// Writes Singer messages to `W` through a large buffer.
 pub struct MessageWriter<W: Write> {
-    out: BufWriter<W>,
+    out: BufWriter<Counting<W>>,
+    /// Output position right after the last STATE.
+    last_state_end: u64,
+    /// Length of the last STATE line.
+    last_state_len: u64,
+}
+
+/// Counts the bytes handed to the inner writer.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl MessageWriter<StdoutLock<'static>> {
@@ -53,7 +84,9 @@ impl<W: Write> MessageWriter<W> {
     /// A writer on `inner` with a buffer of `capacity` bytes.
     pub fn with_capacity(capacity: usize, inner: W) -> Self {
         MessageWriter {
-            out: BufWriter::with_capacity(capacity, inner),
+            out: BufWriter::with_capacity(capacity, Counting { inner, count: 0 }),
+            last_state_end: 0,
+            last_state_len: 0,
         }
     }
 
@@ -115,8 +148,28 @@ impl<W: Write> MessageWriter<W> {
     /// Writes `{"type":"STATE","value":<value>}` and flushes. Pass a
     /// [`State`](crate::State) or any serializable value.
     pub fn write_state<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let start = self.position();
         message::encode_state(&mut self.out, value).map_err(write_error)?;
+        self.last_state_end = self.position();
+        self.last_state_len = self.last_state_end - start;
         self.flush()
+    }
+
+    /// Writes a STATE as [`MessageWriter::write_state`] does, but only if
+    /// the bytes written since the last STATE are at least that STATE's
+    /// length (see the module documentation); returns whether it did. The
+    /// check costs nothing: `value` is serialized only when written.
+    pub fn write_state_checkpoint<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<bool> {
+        if self.position() - self.last_state_end < self.last_state_len {
+            return Ok(false);
+        }
+        self.write_state(value)?;
+        Ok(true)
+    }
+
+    /// Bytes written so far (buffered or not).
+    pub fn position(&self) -> u64 {
+        self.out.get_ref().count + self.out.buffer().len() as u64
     }
 
     /// Writes `{"type":"ACTIVATE_VERSION","stream":…,"version":N}`.
@@ -132,6 +185,7 @@ impl<W: Write> MessageWriter<W> {
             .and_then(|()| self.out.write_all(b"\n"))
             .map_err(write_error)?;
         if let Message::State(_) = message {
+            self.last_state_end = self.position();
             self.flush()?;
         }
         Ok(())
@@ -147,12 +201,13 @@ impl<W: Write> MessageWriter<W> {
     pub fn finish(self) -> Result<W> {
         self.out
             .into_inner()
+            .map(|c| c.inner)
             .map_err(|e| write_error(e.into_error()))
     }
 
     /// The inner writer.
     pub fn get_ref(&self) -> &W {
-        self.out.get_ref()
+        &self.out.get_ref().inner
     }
 }
 

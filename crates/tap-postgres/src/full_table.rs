@@ -5,7 +5,7 @@
 //! NULL) is read in key order, in chunks of `itersize` rows (`ORDER BY key
 //! LIMIT n`, so the planner walks the key's index instead of sorting the
 //! table). Every `state_interval_rows` rows a STATE carries the last key
-//! written (`last_pk_fetched`); a run started from that state reads the
+//! written (`last_pk_fetched`; a checkpoint, see `sync`); a run started from that state reads the
 //! rows after that key, so the two runs together cover every row (the peers
 //! order by `xmin::text` and resume by `age(xmin)`, which skips rows). A
 //! table without such a key (and every view) is read in one statement and
@@ -70,7 +70,7 @@ pub async fn sync<W: Write>(
     let b = ctx.state.bookmark_mut(&id);
     b.set_last_replication_method(method);
     b.set_version(version);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     ctx.write_schema(plan, &[])?;
     if first_ever {
         ctx.writer.write_activate_version(&id, version)?;
@@ -137,7 +137,7 @@ pub async fn sync<W: Write>(
                 state
                     .bookmark_mut(&id)
                     .set(LAST_PK_FETCHED, Value::Object(m))?;
-                writer.write_state(&*state)?;
+                writer.write_state_checkpoint(&*state)?;
             }
             Ok(())
         })
@@ -157,7 +157,7 @@ pub async fn sync<W: Write>(
     if b.get("xmin").is_some() {
         b.set_xmin(None);
     }
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     Metric::counter("record_count", total, &[("stream", &id)]).log();
     tracing::info!("stream {id}: FULL_TABLE done, {total} rows");
     Ok(())

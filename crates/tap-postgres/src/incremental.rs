@@ -58,7 +58,7 @@ pub async fn sync<W: Write>(
     b.set_last_replication_method("INCREMENTAL");
     b.set_replication_key(key);
     b.set_version(version);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     ctx.write_schema(plan, &[key])?;
     ctx.writer.write_activate_version(&id, version)?;
 
@@ -129,14 +129,14 @@ pub async fn sync<W: Write>(
         since_state += 1;
         if since_state >= interval {
             since_state = 0;
-            writer.write_state(&*state)?;
+            writer.write_state_checkpoint(&*state)?;
         }
         Ok(())
     })
     .await?;
     tx.commit().await?;
     report_replaced(&id, &encoder);
-    ctx.emit_state()?;
+    ctx.checkpoint()?;
     Metric::counter("record_count", total, &[("stream", &id)]).log();
     tracing::info!("stream {id}: INCREMENTAL done, {total} rows");
     Ok(())

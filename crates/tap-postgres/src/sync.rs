@@ -5,6 +5,13 @@
 //! - A STATE is written only after every RECORD it covers (the writer
 //!   flushes at each STATE), so a target never commits a bookmark ahead of
 //!   its rows.
+//! - The states at the start and end of a stream and every
+//!   `state_interval_rows` rows are checkpoints ([`Ctx::checkpoint`]):
+//!   written only when the output since the last STATE outweighs it.
+//!   Each STATE is a complete, valid place to resume (bookmarks of finished
+//!   streams, the key or value reached in the current one), so a skipped
+//!   checkpoint costs a rerun some repeated rows and loses nothing. The last
+//!   STATE of a run is always written.
 //! - `currently_syncing` names the stream in progress; a rerun starts with
 //!   it. It is cleared in the final STATE.
 //! - A stream's selected columns are checked against the database as it is
@@ -41,6 +48,15 @@ impl<W: Write> Ctx<'_, W> {
     /// Writes the current state (flushing everything before it).
     pub fn emit_state(&mut self) -> anyhow::Result<()> {
         self.writer.write_state(&self.state)?;
+        Ok(())
+    }
+
+    /// Writes the current state if the output since the last one is at
+    /// least as long as it ([`MessageWriter::write_state_checkpoint`]):
+    /// the cadence of the per-stream and per-interval states, so that
+    /// thousands of streams do not make the output quadratic.
+    pub fn checkpoint(&mut self) -> anyhow::Result<()> {
+        self.writer.write_state_checkpoint(&self.state)?;
         Ok(())
     }
 

@@ -27,7 +27,7 @@ use crate::config::{LoadMethod, TargetConfig};
 use crate::copy_in;
 use crate::ddl;
 use crate::error::{Error, Result};
-use crate::merge::{self, MergeShape};
+use crate::merge::{self, MergeShape, Staging};
 use crate::schema::{short_name, Meta, StreamSpec};
 use crate::work::{Batch, Finished, Work};
 
@@ -35,8 +35,7 @@ struct Table {
     spec: Arc<StreamSpec>,
     names: Vec<String>,
     types: Vec<String>,
-    stage: Option<String>,
-    generation: u32,
+    staging: Staging,
     shadow: Option<pg::QualifiedName>,
 }
 
@@ -46,7 +45,6 @@ pub struct Loader {
     config: Arc<TargetConfig>,
     tables: Vec<Option<Table>>,
     last_printed: Option<String>,
-    generation: u32,
     /// Tables granted to their stream's roles in this run.
     granted: HashSet<pg::QualifiedName>,
     /// `(table, index name)` created (or found) in this run.
@@ -61,7 +59,6 @@ impl Loader {
             config,
             tables: Vec::new(),
             last_printed: None,
-            generation: 0,
             granted: HashSet::new(),
             indexed: HashSet::new(),
         }
@@ -141,10 +138,6 @@ impl Loader {
         }
         let mut shadow = None;
         if let Some(old) = self.tables[stream].take() {
-            if let Some(stage) = old.stage {
-                self.exec(&format!("DROP TABLE IF EXISTS {}", pg::quote_ident(&stage)))
-                    .await?;
-            }
             if let Some(s) = old.shadow {
                 let mut shadow_spec = (*spec).clone();
                 shadow_spec.table = s.clone();
@@ -152,13 +145,11 @@ impl Loader {
                 shadow = Some(s);
             }
         }
-        self.generation += 1;
         self.tables[stream] = Some(Table {
             names: spec.columns.iter().map(|c| c.name.clone()).collect(),
             types: types.clone(),
+            staging: Staging::new(spec.columns.len()),
             spec,
-            stage: None,
-            generation: self.generation,
             shadow,
         });
         Ok(types)
@@ -193,11 +184,6 @@ impl Loader {
             t.shadow = Some(s);
         }
         let target = t.shadow.clone().unwrap_or_else(|| t.spec.table.clone());
-        if batch.upsert && t.stage.is_none() {
-            let name = format!("_sdc_stage_{}", t.generation);
-            prepare.push(merge::create_staging(&name, &t.types));
-            t.stage = Some(name);
-        }
         let t = self.tables[batch.stream].as_ref().expect("present");
         for sql in &prepare {
             self.exec(sql).await.map_err(|e| e.in_stream(&stream))?;
@@ -209,11 +195,21 @@ impl Loader {
             .await
             .map_err(|e| Error::database("starting a transaction", &e).in_stream(&stream))?;
         if batch.upsert {
-            let stage = t.stage.as_deref().expect("created above");
-            let sql = merge::copy_staging(stage, t.names.len());
-            copy_in::copy(&tx, &sql, batch.data, &batch.lines, &t.names, &stream).await?;
+            // Created in this transaction and dropped at its commit: no
+            // staging table outlives its batch (an `ON COMMIT DELETE ROWS`
+            // table per stream made every commit truncate all of them).
+            tx.batch_execute(&t.staging.create(&t.types))
+                .await
+                .map_err(|e| {
+                    Error::database("creating the staging table", &e).in_stream(&stream)
+                })?;
+            for (part, data) in t.staging.split(batch.data).into_iter().enumerate() {
+                let sql = t.staging.copy(part);
+                copy_in::copy(&tx, &sql, data, &batch.lines, &t.names, &stream).await?;
+            }
             let shape = MergeShape {
                 columns: &t.names,
+                types: &t.types,
                 key: &t.spec.key,
                 hard_delete: if self.config.hard_delete {
                     t.spec.meta_index(Meta::DeletedAt)
@@ -221,7 +217,7 @@ impl Loader {
                     None
                 },
             };
-            let sql = merge::upsert(&target, stage, &shape, batch.has_absent);
+            let sql = merge::upsert(&target, &t.staging.source(), &shape, batch.has_absent);
             tx.batch_execute(&sql).await.map_err(|e| {
                 Error::database(&format!("merging the records of lines {first}–{last}"), &e)
                     .in_stream(&stream)

@@ -130,3 +130,46 @@ fn finish_reports_broken_pipe() {
     w.write_activate_version("s", 1).unwrap();
     assert_broken_pipe(w.finish().unwrap_err());
 }
+
+/// Issue 10, item 4: a checkpoint STATE is written only once the output
+/// since the last STATE is at least as long as it, so STATE bytes stay
+/// below the other bytes however many streams share the state.
+#[test]
+fn checkpoint_states_never_outweigh_the_records() {
+    let mut w = MessageWriter::new(Vec::new());
+    let mut bookmarks = serde_json::Map::new();
+    let mut written = 0;
+    for i in 0..300 {
+        let stream = format!("public-t{i}");
+        w.write_record_raw(&stream, br#"{"id":1}"#, None, None)
+            .unwrap();
+        bookmarks.insert(stream, json!({"version": 1795458828761u64 + i}));
+        let state = json!({ "bookmarks": bookmarks });
+        if w.write_state_checkpoint(&state).unwrap() {
+            written += 1;
+        }
+    }
+    w.write_state(&json!({ "bookmarks": bookmarks })).unwrap();
+    let out = String::from_utf8(w.finish().unwrap()).unwrap();
+    let (mut state_bytes, mut other_bytes, mut last_state) = (0, 0, 0);
+    for line in out.lines() {
+        if line.starts_with(r#"{"type":"STATE""#) {
+            state_bytes += line.len() + 1;
+            last_state = line.len() + 1;
+        } else {
+            other_bytes += line.len() + 1;
+        }
+    }
+    assert_eq!(
+        out.lines().filter(|l| l.contains("STATE")).count(),
+        written + 1
+    );
+    assert!(written >= 5, "states still come: {written}");
+    assert!(
+        state_bytes <= other_bytes + 2 * last_state,
+        "{state_bytes} state bytes for {other_bytes} other bytes"
+    );
+    // The first checkpoint is always written.
+    let mut w = MessageWriter::new(Vec::new());
+    assert!(w.write_state_checkpoint(&json!({})).unwrap());
+}

@@ -148,7 +148,7 @@ pub async fn run<W: Write>(
         confirm,
         tables: add_tables.join(","),
     };
-    let (mut replication, end) = stream::start(&conn, lc, &plan).await?;
+    let (mut replication, end) = stream::start(&conn, &primary, lc, &plan).await?;
     let label = format!("slot {}", slot.name);
     let progress = Progress::new(&label, "changes", ctx.config.progress_every, None);
     let mut streamer = Streamer::new(live, tables, end, progress);

@@ -4,6 +4,8 @@
 //!
 //! Knows nothing of streams or the state beyond the names of tables.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{anyhow, bail};
 use pg::walsender::Lsn;
 use tokio_postgres::Client;
@@ -101,6 +103,7 @@ pub fn plugin_options(tables: &str) -> Vec<(&'static str, &str)> {
     vec![
         ("format-version", "2"),
         ("include-transaction", "1"),
+        ("include-xids", "1"),
         ("include-timestamp", "1"),
         ("include-lsn", "1"),
         ("include-types", "0"),
@@ -145,7 +148,11 @@ pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> anyhow::Res
         bail!("replication slot {name:?} belongs to database {database:?}, not {dbname:?}: slots are per database");
     }
     if let Some(pid) = active {
-        bail!("replication slot {name:?} is active in another session (pid {pid}): another tap is reading it; stop it, or use another slot");
+        // A session that just ended (a killed run, a refused start) holds
+        // the slot until the server notices: give it a moment.
+        if !wait_inactive(client, name, Duration::from_secs(3)).await? {
+            bail!("replication slot {name:?} is active in another session (pid {pid}): another tap is reading it; stop it, or use another slot");
+        }
     }
     Ok(Some(Slot {
         name: name.to_string(),
@@ -154,6 +161,28 @@ pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> anyhow::Res
         wal_status: row.get(5),
         safe_wal_size: row.get(6),
     }))
+}
+
+/// Waits (at most `limit`) until slot `name` is not in use; whether it is
+/// free.
+pub async fn wait_inactive(client: &Client, name: &str, limit: Duration) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let active: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active)",
+                &[&name],
+            )
+            .await?
+            .get(0);
+        if !active {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Finds (or, with `create_replication_slot`, creates) the slot.

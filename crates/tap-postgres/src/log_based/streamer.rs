@@ -86,9 +86,14 @@ pub enum Step {
     Continue,
     /// Stop streaming (the end position is reached).
     Stop,
-    /// Read stream `.0`'s table again ([`Streamer::set_table`]), then feed
-    /// the same event again.
-    Refresh(usize),
+    /// Read stream `stream`'s table again ([`Streamer::set_table`]), once
+    /// transaction `xid` is visible, then feed the same event again.
+    Refresh {
+        /// The stream.
+        stream: usize,
+        /// The transaction whose change needs the table as it is now.
+        xid: Option<u32>,
+    },
     /// Read a row ([`Streamer::set_fill`]), then feed the same event again.
     Fill(FillRequest),
 }
@@ -98,6 +103,10 @@ pub enum Step {
 pub struct FillRequest {
     /// The stream.
     pub stream: usize,
+    /// The transaction of the key change: the row must be read in a
+    /// snapshot that sees it (wal2json may deliver a transaction a moment
+    /// before it is visible to other sessions).
+    pub xid: Option<u32>,
     /// The new key: column and text value.
     pub key: Vec<(String, String)>,
     /// The columns to read.
@@ -109,6 +118,7 @@ pub type Row = Vec<Option<String>>;
 
 struct Txn {
     end: Lsn,
+    xid: Option<u32>,
     /// The commit time, as JSON.
     commit_time: String,
     extracted: TimeExtracted,
@@ -233,6 +243,7 @@ impl Streamer {
                 commit,
                 end,
                 timestamp,
+                xid,
             } => {
                 if self.end.is_some_and(|e| commit > e) {
                     tracing::info!("reached the WAL position of the start; stopping before transaction {commit}");
@@ -246,6 +257,7 @@ impl Streamer {
                     })?;
                 self.txn = Some(Txn {
                     end,
+                    xid,
                     commit_time: String::from_utf8(ts).expect("JSON is UTF-8"),
                     extracted: TimeExtracted::now(),
                 });
@@ -340,7 +352,10 @@ impl Streamer {
             return Ok(Step::Continue); // in the initial copy or a previous run
         }
         if !self.refreshed && c.columns.iter().any(|col| !l.knows(&col.name)) {
-            return Ok(Step::Refresh(i));
+            return Ok(Step::Refresh {
+                stream: i,
+                xid: txn.xid,
+            });
         }
         let end = txn.end;
         self.write_change(ctx, i, kind, c)
@@ -408,6 +423,7 @@ impl Streamer {
         }
         Ok(FillRequest {
             stream: i,
+            xid: self.txn.as_ref().and_then(|t| t.xid),
             key,
             columns,
         })
@@ -695,7 +711,7 @@ mod tests {
     }
 
     fn begin(end: u64) -> Value {
-        json!({"action": "B", "lsn": lsn_text(end - 8), "nextlsn": lsn_text(end),
+        json!({"action": "B", "xid": 7, "lsn": lsn_text(end - 8), "nextlsn": lsn_text(end),
                "timestamp": "2024-01-01 00:00:00+00"})
     }
 
@@ -814,6 +830,7 @@ mod tests {
             step,
             Step::Fill(FillRequest {
                 stream: 0,
+                xid: Some(7),
                 key: vec![("id".into(), "10".into())],
                 columns: vec!["big".into()],
             })
@@ -894,7 +911,13 @@ mod tests {
             json!([{"name": "id", "value": 1}, {"name": "new", "value": 2}]),
             json!([]),
         );
-        assert_eq!(s.data(insert.clone()), Step::Refresh(0));
+        assert_eq!(
+            s.data(insert.clone()),
+            Step::Refresh {
+                stream: 0,
+                xid: Some(7)
+            }
+        );
         let mut t = table("t", &["id"]);
         t.columns
             .push(column("new", Kind::Int { min: 0, max: 9 }, "integer"));

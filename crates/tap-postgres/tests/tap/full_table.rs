@@ -411,3 +411,55 @@ async fn a_terminal_gets_a_live_progress_bar() {
         200000
     );
 }
+
+/// Issue 10, item 4: with hundreds of streams, STATE bytes stay linear: the
+/// per-stream states are checkpoints, written only when the output since
+/// the last STATE outweighs it. Before, each of ~2 states per stream
+/// carried every bookmark (≈ 9 MB of states for 300 tables of 5 rows).
+/// The last state still holds every stream's bookmark.
+#[tokio::test]
+async fn state_bytes_stay_linear_in_the_number_of_streams() {
+    const TABLES: usize = 300;
+    let db = cluster().create_database().await;
+    db.execute_batch(&format!(
+        "DO $$ BEGIN FOR i IN 1..{TABLES} LOOP
+           EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v text)', i);
+           EXECUTE format('INSERT INTO t%s SELECT g, md5(g::text) FROM generate_series(1, 5) g', i);
+         END LOOP; END $$;"
+    ))
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({}));
+    let ids: Vec<String> = (1..=TABLES).map(|i| format!("public-t{i}")).collect();
+    let streams: Vec<(&str, &str, Option<&str>)> = ids
+        .iter()
+        .map(|id| (id.as_str(), "FULL_TABLE", None))
+        .collect();
+    let catalog = select(&discover(&files, &cfg), &streams);
+    let run = sync(&files, &cfg, &catalog, None);
+    assert!(run.output.status.success(), "{}", run.stderr);
+
+    let (mut state_bytes, mut other_bytes, mut states) = (0, 0, 0);
+    for line in &run.lines {
+        if line.starts_with(r#"{"type":"STATE""#) {
+            state_bytes += line.len() + 1;
+            states += 1;
+        } else {
+            other_bytes += line.len() + 1;
+        }
+    }
+    let last = run.lines.last().unwrap().len() + 1;
+    assert!(
+        state_bytes <= other_bytes + 2 * last,
+        "{state_bytes} bytes in {states} states for {other_bytes} other bytes"
+    );
+    assert!(states < TABLES / 4, "{states} states");
+    assert_eq!(run.of_type("RECORD").len(), TABLES * 5);
+    let state = run.last_state();
+    assert_eq!(state["currently_syncing"], Value::Null);
+    let bookmarks = state["bookmarks"].as_object().unwrap();
+    assert_eq!(bookmarks.len(), TABLES);
+    assert!(bookmarks
+        .values()
+        .all(|b| b["version"].is_i64() && b.get("last_pk_fetched").is_none()));
+}
