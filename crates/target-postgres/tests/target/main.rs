@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod deletes;
+mod direct;
 mod evolution;
 mod fuzz;
 mod hostile;
