@@ -51,10 +51,16 @@ def children(ppid):
 
 
 def server_ticks(pid):
-    f = stat_fields(pid)
-    own = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
-    kids = children(pid)
-    return own + sum(kids.values()), set(kids)
+    # A child reaped between the two reads would be in neither: read the
+    # postmaster's times before and after the children and retry until they
+    # agree.
+    while True:
+        f = stat_fields(pid)
+        own = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+        kids = children(pid)
+        again = sum(int(x) for x in stat_fields(pid)[11:15])
+        if again == own:
+            return own + sum(kids.values()), set(kids)
 
 
 def main():

@@ -7,6 +7,7 @@
 //! - [`config_file`]: reading `--config` files, merging them, validating them
 //!   against the settings schema, warning about unknown keys.
 //! - [`about`]: `--about` as text, JSON (Meltano's shape) and Markdown.
+//! - [`meltano`]: Meltano plugin settings and Hub plugin definitions.
 //! - [`logging`]: stderr logging through `tracing`, as text or JSON.
 //!
 //! It knows nothing of PostgreSQL or of Singer messages.
@@ -16,6 +17,7 @@ pub mod about;
 pub mod cli;
 pub mod config_file;
 pub mod logging;
+pub mod meltano;
 pub mod settings;
 
 pub use about::{About, AboutFormat};

@@ -7,18 +7,24 @@
 //! - [`discovery`]: `pg_catalog` → tables and the Singer catalog.
 //! - [`types`], [`encode`]: the JSON Schema and the JSON value of every
 //!   column type, one encoding for every replication method.
-//! - [`rows`], [`read`]: COPY text rows → RECORD bodies.
-//! - [`sync`]: a run over the selected streams; [`full_table`] and
-//!   [`incremental`] are the replication methods (LOG_BASED: issue #4).
+//! - [`rows`], [`read`], [`binary`]: COPY rows (binary, or text) → RECORD bodies.
+//! - [`sync`]: a run over the selected streams; [`full_table`],
+//!   [`incremental`] and [`log_based`] are the replication methods, writing
+//!   through [`output`].
+//! - [`phase`]: where a stream is (fresh, copying, streaming, incremental),
+//!   the only reader and writer of bookmark keys.
 //! - [`config`]: the tap's settings.
 #![warn(missing_docs)]
 
+pub mod binary;
 pub mod config;
 pub mod discovery;
 pub mod encode;
 pub mod full_table;
 pub mod incremental;
 pub mod log_based;
+pub mod output;
+pub mod phase;
 pub mod progress;
 pub mod read;
 pub mod rows;

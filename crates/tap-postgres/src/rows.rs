@@ -1,6 +1,9 @@
-//! Rows → RECORD bodies: COPY text lines decoded and every value encoded
-//! straight into one reused output buffer (no per-value allocation unless a
-//! value holds a backslash escape or needs reformatting).
+//! Rows → RECORD bodies: binary COPY rows (see [`crate::binary`]) or COPY
+//! text lines decoded, and every value encoded straight into one reused
+//! output buffer (no per-value allocation unless a value needs reformatting).
+//! Both forms reach the same [`Encoder`] with the same text, so they write
+//! the same JSON; FULL_TABLE and INCREMENTAL read binary, the text form stays
+//! as the reference the binary path is tested against.
 //!
 //! A [`StreamPlan`] fixes, once per stream, the SELECT list (the selected
 //! columns in table order, then any key column the read needs but the user
@@ -14,6 +17,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
+use crate::binary::Wire;
 use crate::discovery::{Column, Table};
 use crate::encode::{write_str, Encoder, Replaced, ValueError, ValueOptions, Widen};
 use crate::types::Kind;
@@ -26,6 +30,7 @@ pub struct PlanColumn {
     /// Whether it goes into the record (else it is only read for a key).
     pub in_record: bool,
     encoder: Encoder,
+    wire: Wire,
     prefix: Vec<u8>,
 }
 
@@ -63,6 +68,7 @@ impl StreamPlan {
                 column: c.clone(),
                 in_record,
                 encoder: Encoder::new(c.kind.clone(), *opts),
+                wire: Wire::of(c),
                 prefix,
             });
         };
@@ -95,6 +101,30 @@ impl StreamPlan {
             s.push_str(&pg::quote_ident(&c.column.name));
         }
         s
+    }
+
+    /// The SELECT list of a binary COPY: each column in its [`Wire`] form.
+    pub fn binary_select_list(&self) -> String {
+        let mut s = String::new();
+        for (i, c) in self.columns.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&c.wire.select_expr(&pg::quote_ident(&c.column.name)));
+        }
+        s
+    }
+
+    /// `columns` as an ORDER BY list qualified with the table's name, so
+    /// that it sorts by the table's columns even where the SELECT list
+    /// reads a column as text under the same name.
+    pub fn order_by(&self, columns: &[String]) -> String {
+        let table = pg::QualifiedName::new(&self.table.schema, &self.table.name);
+        columns
+            .iter()
+            .map(|c| format!("{table}.{}", pg::quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Index in the SELECT list of column `name`.
@@ -186,6 +216,7 @@ pub struct RowEncoder<'p> {
     side: Vec<u8>,
     ranges: Vec<Option<(bool, Range<usize>)>>,
     unescaped: Vec<u8>,
+    scratch: Vec<u8>,
     /// Values a `null` policy replaced so far.
     pub replaced: Replaced,
 }
@@ -199,6 +230,7 @@ impl<'p> RowEncoder<'p> {
             side: Vec::with_capacity(64),
             ranges: vec![None; plan.columns.len()],
             unescaped: Vec::new(),
+            scratch: Vec::with_capacity(64),
             replaced: Replaced::default(),
         }
     }
@@ -206,58 +238,133 @@ impl<'p> RowEncoder<'p> {
     /// Encodes one COPY text-format line (no trailing newline) and returns
     /// the record's JSON object.
     pub fn encode_line(&mut self, line: &[u8]) -> Result<&[u8], RowError> {
-        self.out.clear();
-        self.side.clear();
+        self.start_row();
+        let mut unescaped = std::mem::take(&mut self.unescaped);
         let mut fields = line.split(|&b| b == b'\t');
-        for (i, col) in self.plan.columns.iter().enumerate() {
-            let raw = fields.next().ok_or_else(|| RowError {
-                column: None,
-                message: format!(
-                    "COPY row has fewer fields than the {} selected columns",
-                    self.plan.columns.len()
-                ),
-            })?;
-            let buf = if col.in_record {
-                self.out.extend_from_slice(&col.prefix);
-                &mut self.out
-            } else {
-                &mut self.side
+        let mut result = Ok(());
+        for i in 0..self.plan.columns.len() {
+            let Some(raw) = fields.next() else {
+                result = Err(RowError {
+                    column: None,
+                    message: format!(
+                        "COPY row has fewer fields than the {} selected columns",
+                        self.plan.columns.len()
+                    ),
+                });
+                break;
             };
-            let start = buf.len();
-            if raw == b"\\N" {
-                buf.extend_from_slice(b"null");
-                self.ranges[i] = None;
-                continue;
+            let text = if raw == b"\\N" {
+                None
+            } else {
+                let bytes: &[u8] = if raw.contains(&b'\\') {
+                    unescape_copy(raw, &mut unescaped);
+                    &unescaped
+                } else {
+                    raw
+                };
+                match std::str::from_utf8(bytes) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        result = Err(self.column_error(i, format!("not UTF-8: {e}")));
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = self.put(i, text) {
+                result = Err(e);
+                break;
             }
-            let bytes: &[u8] = if raw.contains(&b'\\') {
-                unescape_copy(raw, &mut self.unescaped);
-                &self.unescaped
-            } else {
-                raw
-            };
-            let text = std::str::from_utf8(bytes).map_err(|e| RowError {
-                column: Some(col.column.name.clone()),
-                message: format!("not UTF-8: {e}"),
-            })?;
-            col.encoder.encode(text, buf, &mut self.replaced).map_err(
-                |ValueError { message }| RowError {
-                    column: Some(col.column.name.clone()),
-                    message,
-                },
-            )?;
-            self.ranges[i] = Some((col.in_record, start..buf.len()));
         }
+        self.unescaped = unescaped;
+        result?;
         if fields.next().is_some() {
             return Err(RowError {
                 column: None,
                 message: "COPY row has more fields than selected columns".into(),
             });
         }
+        Ok(self.end_row())
+    }
+
+    /// Encodes one binary COPY row: `fields` are the ranges of its values
+    /// in `row` (`None` for NULL), one per SELECT column. Returns the
+    /// record's JSON object.
+    pub fn encode_binary(
+        &mut self,
+        row: &[u8],
+        fields: &[Option<Range<usize>>],
+    ) -> Result<&[u8], RowError> {
+        self.start_row();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut result = Ok(());
+        for (i, field) in fields.iter().enumerate() {
+            let text = match field {
+                None => None,
+                Some(r) => match self.plan.columns[i]
+                    .wire
+                    .text(&row[r.clone()], &mut scratch)
+                {
+                    Ok(t) => Some(t),
+                    Err(message) => {
+                        result = Err(self.column_error(i, message));
+                        break;
+                    }
+                },
+            };
+            if let Err(e) = self.put(i, text) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.scratch = scratch;
+        result?;
+        Ok(self.end_row())
+    }
+
+    fn start_row(&mut self) {
+        self.out.clear();
+        self.side.clear();
+    }
+
+    fn end_row(&mut self) -> &[u8] {
         if self.out.is_empty() {
             self.out.push(b'{');
         }
         self.out.push(b'}');
-        Ok(&self.out)
+        &self.out
+    }
+
+    fn column_error(&self, i: usize, message: String) -> RowError {
+        RowError {
+            column: Some(self.plan.columns[i].column.name.clone()),
+            message,
+        }
+    }
+
+    /// Appends SELECT column `i`'s field with value `text` (the type's text
+    /// output; `None` for NULL).
+    fn put(&mut self, i: usize, text: Option<&str>) -> Result<(), RowError> {
+        let col = &self.plan.columns[i];
+        let buf = if col.in_record {
+            self.out.extend_from_slice(&col.prefix);
+            &mut self.out
+        } else {
+            &mut self.side
+        };
+        let start = buf.len();
+        let Some(text) = text else {
+            buf.extend_from_slice(b"null");
+            self.ranges[i] = None;
+            return Ok(());
+        };
+        col.encoder
+            .encode(text, buf, &mut self.replaced)
+            .map_err(|ValueError { message }| RowError {
+                column: Some(col.column.name.clone()),
+                message,
+            })?;
+        self.ranges[i] = Some((col.in_record, start..buf.len()));
+        Ok(())
     }
 
     /// The JSON value of SELECT column `index` in the last encoded row

@@ -30,20 +30,34 @@ pub async fn copy(
     names: &[String],
     stream: &str,
 ) -> Result<u64> {
-    let result = async {
-        let sink = tx.copy_in::<_, Bytes>(sql).await?;
-        futures_util::pin_mut!(sink);
-        let data = Bytes::from(data);
-        let mut at = 0;
-        while at < data.len() {
-            let end = (at + SLICE_BYTES).min(data.len());
-            sink.feed(data.slice(at..end)).await?;
-            at = end;
+    send(tx, sql, data)
+        .await
+        .map_err(|e| copy_error(&e, lines, names).in_stream(stream))
+}
+
+/// Runs `sql` (a `COPY … FROM STDIN`) in `tx` with `data` and returns the
+/// server's error as it is (for a caller that handles some errors itself).
+pub async fn send(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    data: Vec<u8>,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in::<_, Bytes>(sql).await?;
+    futures_util::pin_mut!(sink);
+    let data = Bytes::from(data);
+    let mut at = 0;
+    while at < data.len() {
+        let end = (at + SLICE_BYTES).min(data.len());
+        sink.feed(data.slice(at..end)).await?;
+        if cfg!(debug_assertions) && at == 0 {
+            // So that the server has part of the data when the failpoint
+            // fires.
+            sink.flush().await?;
+            crate::failpoint::hit("copy-mid");
         }
-        sink.finish().await
+        at = end;
     }
-    .await;
-    result.map_err(|e| copy_error(&e, lines, names).in_stream(stream))
+    sink.finish().await
 }
 
 /// The error for a failed COPY: the input line and column from the

@@ -294,28 +294,56 @@ pub async fn create_index(
 /// The server's spelling of each wanted type: `x-sql-datatype` when it is
 /// well-formed and exists in the target, else the derived type.
 async fn wanted_types(client: &Client, spec: &StreamSpec) -> Result<Vec<SqlType>> {
+    // One round trip for all the `x-sql-datatype` types that pass the
+    // syntax check (a stream of thousands asks once per SCHEMA, not once
+    // per column).
+    let asked: Vec<&str> = spec
+        .columns
+        .iter()
+        .filter(|c| c.sql_type != c.fallback_type && type_syntax_ok(&c.sql_type))
+        .map(|c| c.sql_type.as_str())
+        .collect();
+    let mut known = std::collections::HashSet::new();
+    if !asked.is_empty() {
+        let all = client
+            .query(
+                "SELECT t FROM unnest($1::text[]) t WHERE to_regtype(t) IS NOT NULL",
+                &[&asked],
+            )
+            .await;
+        match all {
+            Ok(rows) => known.extend(rows.iter().map(|r| r.get::<_, String>(0))),
+            // to_regtype raises on some malformed names: ask one by one,
+            // a failure meaning "no such type".
+            Err(_) => {
+                for t in asked {
+                    let exists = client
+                        .query_one("SELECT to_regtype($1) IS NOT NULL", &[&t])
+                        .await
+                        .is_ok_and(|r| r.get::<_, bool>(0));
+                    if exists {
+                        known.insert(t.to_owned());
+                    }
+                }
+            }
+        }
+    }
     let mut names = Vec::with_capacity(spec.columns.len());
     for c in &spec.columns {
         let mut t = c.sql_type.as_str();
-        if t != c.fallback_type {
-            let exists = type_syntax_ok(t)
-                && client
-                    .query_one("SELECT to_regtype($1) IS NOT NULL", &[&t])
-                    .await
-                    .map(|r| r.get::<_, bool>(0))
-                    .unwrap_or(false);
-            if !exists {
-                tracing::info!(
-                    "stream {}, column {:?}: type {t:?} does not exist in the target; using {}",
-                    spec.stream,
-                    c.name,
-                    c.fallback_type
-                );
-                t = &c.fallback_type;
-            }
+        if t != c.fallback_type && !known.contains(t) {
+            tracing::info!(
+                "stream {}, column {:?}: type {t:?} does not exist in the target; using {}",
+                spec.stream,
+                c.name,
+                c.fallback_type
+            );
+            t = &c.fallback_type;
         }
         names.push(t);
     }
+    // The server's spelling, from a probe table created and dropped in
+    // one implicit transaction (one round trip; an error rolls it back).
     let mut sql = String::from("CREATE TEMP TABLE pg_temp.\"_sdc_probe\" (");
     for (i, t) in names.iter().enumerate() {
         if i > 0 {
@@ -323,33 +351,36 @@ async fn wanted_types(client: &Client, spec: &StreamSpec) -> Result<Vec<SqlType>
         }
         sql.push_str(&format!("c{i} {t}"));
     }
-    sql.push(')');
-    let probe = async {
-        client.batch_execute(&sql).await?;
-        let rows = client
-            .query(
-                "SELECT atttypid::oid, atttypmod, format_type(atttypid, atttypmod) \
-                 FROM pg_attribute WHERE attrelid = 'pg_temp._sdc_probe'::regclass \
-                 AND attnum > 0 ORDER BY attnum",
-                &[],
-            )
-            .await;
-        client
-            .batch_execute("DROP TABLE pg_temp.\"_sdc_probe\"")
-            .await?;
-        rows
-    };
-    let rows = probe
+    sql.push_str(
+        "); SELECT atttypid::oid, atttypmod, format_type(atttypid, atttypmod) \
+         FROM pg_attribute WHERE attrelid = 'pg_temp._sdc_probe'::regclass \
+         AND attnum > 0 ORDER BY attnum; DROP TABLE pg_temp.\"_sdc_probe\"",
+    );
+    let messages = client
+        .simple_query(&sql)
         .await
         .map_err(|e| Error::database("resolving column types", &e).in_stream(&spec.stream))?;
-    Ok(rows
-        .iter()
-        .map(|r| SqlType {
-            oid: r.get(0),
-            typmod: r.get(1),
-            name: r.get(2),
-        })
-        .collect())
+    let bad = || {
+        Error::new(
+            crate::error::ErrorKind::Database,
+            "resolving column types: bad reply",
+        )
+    };
+    let mut types = Vec::with_capacity(names.len());
+    for m in messages {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            let field = |i: usize| r.get(i).ok_or_else(bad);
+            types.push(SqlType {
+                oid: field(0)?.parse().map_err(|_| bad())?,
+                typmod: field(1)?.parse().map_err(|_| bad())?,
+                name: field(2)?.to_owned(),
+            });
+        }
+    }
+    if types.len() != names.len() {
+        return Err(bad());
+    }
+    Ok(types)
 }
 
 /// Whether `t` looks like a type name and nothing else: bare words,

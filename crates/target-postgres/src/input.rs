@@ -79,38 +79,29 @@ pub fn spawn(mut source: Box<dyn Read + Send>) -> Receiver<io::Result<Vec<u8>>> 
     std::thread::Builder::new()
         .name("input".into())
         .spawn(move || loop {
+            // One read per chunk, handed over at once: a second read could
+            // block on a quiet pipe while holding data that is due (a tap
+            // that wrote a burst and then waits). A file fills the chunk;
+            // a pipe gives what it holds (64 KiB at most on Linux).
             let mut chunk = vec![0u8; CHUNK_BYTES];
-            let mut filled = 0;
-            // Fill most of the chunk when data is flowing, but hand over
-            // what we have as soon as a read returns less (a quiet pipe).
-            let result = loop {
-                match source.read(&mut chunk[filled..]) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        filled += n;
-                        if filled >= CHUNK_BYTES / 2 || n < 4096 {
-                            break Ok(());
-                        }
-                    }
+            let n = loop {
+                match source.read(&mut chunk) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
+                    other => break other,
                 }
             };
-            let eof = matches!(result, Ok(())) && filled == 0;
-            if let Err(e) = result {
-                if filled > 0 {
-                    chunk.truncate(filled);
-                    let _ = tx.send(Ok(chunk));
+            match n {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.send(Ok(chunk)).is_err() {
+                        return;
+                    }
                 }
-                let _ = tx.send(Err(e));
-                return;
-            }
-            if eof {
-                return;
-            }
-            chunk.truncate(filled);
-            if tx.send(Ok(chunk)).is_err() {
-                return;
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
             }
         })
         .expect("spawn the input thread");

@@ -11,6 +11,20 @@
 //! - If the queue closes without [`Work::End`], or anything fails, the
 //!   open transaction is dropped (rolled back) and nothing more is printed.
 //!
+//! Direct load: a keyed batch normally goes through a staging table and a
+//! merge ([`crate::merge`]). When the table was empty when this load first
+//! flushed into it, a batch whose records all have every column and that
+//! has no delete to apply is COPYed straight into the table instead (about
+//! half the server's work): inside a savepoint, so if any of its keys
+//! exists already (a replay, or a key repeated in the batch: the table's
+//! unique key refuses it) or any value fails, the savepoint is rolled back
+//! and the batch takes the staging path, which deduplicates, merges and
+//! names a bad value's line and column; the stream then stays on that path.
+//! Straight into the table, each record is one new row with every column,
+//! which is what the merge makes of a batch with distinct new keys and no
+//! absent column; the values go through the same COPY text into columns of
+//! the same types.
+//!
 //! `load_method: overwrite`: a stream's batches go into a shadow table
 //! (`<table>__sdc_overwrite`, created `LIKE` the table), and at the end of
 //! the input one transaction replaces the table's rows with the shadow's.
@@ -27,7 +41,7 @@ use crate::config::{LoadMethod, TargetConfig};
 use crate::copy_in;
 use crate::ddl;
 use crate::error::{Error, Result};
-use crate::merge::{self, MergeShape};
+use crate::merge::{self, MergeShape, Staging};
 use crate::schema::{short_name, Meta, StreamSpec};
 use crate::work::{Batch, Finished, Work};
 
@@ -35,9 +49,11 @@ struct Table {
     spec: Arc<StreamSpec>,
     names: Vec<String>,
     types: Vec<String>,
-    stage: Option<String>,
-    generation: u32,
+    staging: Staging,
     shadow: Option<pg::QualifiedName>,
+    /// Whether batches may go straight into the table (see the module
+    /// doc); `None` until the first flush looked at the table.
+    direct: Option<bool>,
 }
 
 /// Applies work to the database.
@@ -46,7 +62,6 @@ pub struct Loader {
     config: Arc<TargetConfig>,
     tables: Vec<Option<Table>>,
     last_printed: Option<String>,
-    generation: u32,
     /// Tables granted to their stream's roles in this run.
     granted: HashSet<pg::QualifiedName>,
     /// `(table, index name)` created (or found) in this run.
@@ -61,7 +76,6 @@ impl Loader {
             config,
             tables: Vec::new(),
             last_printed: None,
-            generation: 0,
             granted: HashSet::new(),
             indexed: HashSet::new(),
         }
@@ -141,10 +155,6 @@ impl Loader {
         }
         let mut shadow = None;
         if let Some(old) = self.tables[stream].take() {
-            if let Some(stage) = old.stage {
-                self.exec(&format!("DROP TABLE IF EXISTS {}", pg::quote_ident(&stage)))
-                    .await?;
-            }
             if let Some(s) = old.shadow {
                 let mut shadow_spec = (*spec).clone();
                 shadow_spec.table = s.clone();
@@ -152,14 +162,13 @@ impl Loader {
                 shadow = Some(s);
             }
         }
-        self.generation += 1;
         self.tables[stream] = Some(Table {
             names: spec.columns.iter().map(|c| c.name.clone()).collect(),
             types: types.clone(),
+            staging: Staging::new(spec.columns.len()),
             spec,
-            stage: None,
-            generation: self.generation,
             shadow,
+            direct: None,
         });
         Ok(types)
     }
@@ -193,11 +202,6 @@ impl Loader {
             t.shadow = Some(s);
         }
         let target = t.shadow.clone().unwrap_or_else(|| t.spec.table.clone());
-        if batch.upsert && t.stage.is_none() {
-            let name = format!("_sdc_stage_{}", t.generation);
-            prepare.push(merge::create_staging(&name, &t.types));
-            t.stage = Some(name);
-        }
         let t = self.tables[batch.stream].as_ref().expect("present");
         for sql in &prepare {
             self.exec(sql).await.map_err(|e| e.in_stream(&stream))?;
@@ -208,12 +212,51 @@ impl Loader {
             .transaction()
             .await
             .map_err(|e| Error::database("starting a transaction", &e).in_stream(&stream))?;
-        if batch.upsert {
-            let stage = t.stage.as_deref().expect("created above");
-            let sql = merge::copy_staging(stage, t.names.len());
-            copy_in::copy(&tx, &sql, batch.data, &batch.lines, &t.names, &stream).await?;
+        let hard_delete = self.config.hard_delete && t.spec.meta_index(Meta::DeletedAt).is_some();
+        let mut loaded_directly = false;
+        if batch.upsert
+            && !batch.has_absent
+            && !(hard_delete && batch.has_delete)
+            && t.staging.parts() == 1
+        {
+            let direct = match t.direct {
+                Some(d) => d,
+                None => tx
+                    .query_one(&format!("SELECT NOT EXISTS (SELECT FROM {target})"), &[])
+                    .await
+                    .map_err(|e| {
+                        Error::database("checking whether the table is empty", &e)
+                            .in_stream(&stream)
+                    })?
+                    .get(0),
+            };
+            if direct {
+                loaded_directly = copy_directly(&tx, &target, &t.names, &batch.data)
+                    .await
+                    .map_err(|e| Error::database("loading a batch", &e).in_stream(&stream))?;
+            }
+            let t = self.tables[batch.stream].as_mut().expect("present");
+            t.direct = Some(direct && loaded_directly);
+        }
+        let t = self.tables[batch.stream].as_ref().expect("present");
+        if loaded_directly {
+            // Done: every record is a new row of the table.
+        } else if batch.upsert {
+            // Created in this transaction and dropped at its commit: no
+            // staging table outlives its batch (an `ON COMMIT DELETE ROWS`
+            // table per stream made every commit truncate all of them).
+            tx.batch_execute(&t.staging.create(&t.types))
+                .await
+                .map_err(|e| {
+                    Error::database("creating the staging table", &e).in_stream(&stream)
+                })?;
+            for (part, data) in t.staging.split(batch.data).into_iter().enumerate() {
+                let sql = t.staging.copy(part);
+                copy_in::copy(&tx, &sql, data, &batch.lines, &t.names, &stream).await?;
+            }
             let shape = MergeShape {
                 columns: &t.names,
+                types: &t.types,
                 key: &t.spec.key,
                 hard_delete: if self.config.hard_delete {
                     t.spec.meta_index(Meta::DeletedAt)
@@ -221,19 +264,19 @@ impl Loader {
                     None
                 },
             };
-            let sql = merge::upsert(&target, stage, &shape, batch.has_absent);
+            let sql = merge::upsert(&target, &t.staging.source(), &shape, batch.has_absent);
             tx.batch_execute(&sql).await.map_err(|e| {
                 Error::database(&format!("merging the records of lines {first}–{last}"), &e)
                     .in_stream(&stream)
             })?;
         } else if let Some(deleted_at) = keyless_deletes(&self.config, t, &batch) {
-            let stage = format!("_sdc_keyless_{}", t.generation);
-            let apply = keyless_statement(&self.config, t, &target, &stage, deleted_at)
+            let stage = "_sdc_keyless"; // ON COMMIT DROP: one name serves every batch
+            let apply = keyless_statement(&self.config, t, &target, stage, deleted_at)
                 .map_err(|e| e.in_stream(&stream))?;
-            tx.batch_execute(&merge::create_keyless_staging(&stage, &t.types))
+            tx.batch_execute(&merge::create_keyless_staging(stage, &t.types))
                 .await
                 .map_err(|e| Error::database("preparing a batch", &e).in_stream(&stream))?;
-            let sql = merge::copy_keyless_staging(&stage, t.names.len());
+            let sql = merge::copy_keyless_staging(stage, t.names.len());
             copy_in::copy(&tx, &sql, batch.data, &batch.lines, &t.names, &stream).await?;
             tx.batch_execute(&apply).await.map_err(|e| {
                 Error::database(
@@ -246,6 +289,7 @@ impl Loader {
             let sql = merge::copy_target(&target, &t.names);
             copy_in::copy(&tx, &sql, batch.data, &batch.lines, &[], &stream).await?;
         }
+        crate::failpoint::hit("before-commit");
         tx.commit().await.map_err(|e| {
             Error::database(
                 &format!("committing the records of lines {first}–{last}"),
@@ -253,8 +297,10 @@ impl Loader {
             )
             .in_stream(&stream)
         })?;
+        crate::failpoint::hit("committed");
         tracing::info!(
-            "stream {stream}: loaded {rows} record(s) of lines {first}–{last} into {target} in {:.3} s",
+            "stream {stream}: loaded {rows} record(s) of lines {first}–{last} into {target}{} in {:.3} s",
+            if loaded_directly { " (straight, no staging)" } else { "" },
             started.elapsed().as_secs_f64()
         );
         Ok(())
@@ -322,6 +368,7 @@ impl Loader {
         if self.last_printed.as_deref() == Some(state.as_str()) {
             return Ok(());
         }
+        crate::failpoint::hit("state-print");
         let mut out = std::io::stdout().lock();
         out.write_all(state.as_bytes())
             .and_then(|()| out.write_all(b"\n"))
@@ -359,4 +406,34 @@ fn keyless_statement(
             "a column name contains \"$sdc_keyless$\": the deletes of this key-less stream cannot be applied",
         )
     })
+}
+
+/// COPYs a keyed batch (`seq`, `present`, then the columns) straight into
+/// `target` inside a savepoint. `Ok(false)` when the server refused it (a
+/// key exists, or a value is bad) and the savepoint was rolled back: the
+/// caller then stages and merges the batch.
+async fn copy_directly(
+    tx: &tokio_postgres::Transaction<'_>,
+    target: &pg::QualifiedName,
+    names: &[String],
+    data: &[u8],
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    let mut rows = Vec::with_capacity(data.len());
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        // Skip `seq` and `present`: COPY text escapes tabs inside values.
+        let mut tabs = line.iter().enumerate().filter(|(_, &b)| b == b'\t');
+        let start = tabs.nth(1).map_or(line.len(), |(i, _)| i + 1);
+        rows.extend_from_slice(&line[start..]);
+    }
+    tx.batch_execute("SAVEPOINT direct_load").await?;
+    match copy_in::send(tx, &merge::copy_target(target, names), rows).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_db_error().is_some() => {
+            tracing::debug!("direct load refused ({e}); staging the batch");
+            tx.batch_execute("ROLLBACK TO SAVEPOINT direct_load")
+                .await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -36,10 +36,18 @@
 //! - **Only the caller confirms.** The flush LSN in status updates is the
 //!   largest value given to [`ReplicationStream::confirm`] (`0/0` before any,
 //!   which the server ignores). Keepalive `wal_end`s are delivered but never
-//!   confirmed here: confirming one while a transaction that began before it
-//!   is still being decoded would make the server skip that transaction
-//!   after a restart. Confirm a transaction's commit `wal_start` (the end
-//!   of its commit record) once the transaction is durable downstream.
+//!   confirmed here, because whether one is safe depends on where the caller
+//!   is in the stream. Between transactions (every BEGIN seen has had its
+//!   COMMIT) it is safe: everything committed before it has been delivered,
+//!   and a transaction still open commits after it and is decoded whole by a
+//!   later session (the slot keeps the WAL from the start of transactions in
+//!   progress at its confirmed position). **Inside** a transaction it is not:
+//!   output plugins send a transaction when its commit is decoded, so the
+//!   sent position is already past that commit, and a session restarted
+//!   there skips the rest of it. Confirm a transaction's end (the end of its
+//!   commit record), or a keepalive position received between transactions,
+//!   once everything before it is durable downstream (`tap-postgres`'s
+//!   `log_based::streamer` bookmarks exactly these).
 //! - **Feedback does not depend on the caller.** The server asks for a reply
 //!   after half of `wal_sender_timeout` without one and drops the
 //!   connection at the full timeout; a consumer blocked writing to a slow

@@ -24,6 +24,8 @@ pub enum Action<'a> {
         end: Lsn,
         /// The commit time, as the server printed it.
         timestamp: &'a str,
+        /// The transaction id (top level).
+        xid: Option<u32>,
     },
     /// The transaction ends (`C`).
     Commit,
@@ -68,6 +70,8 @@ pub struct WalColumn<'a> {
 #[derive(Deserialize)]
 struct Raw<'a> {
     action: &'a str,
+    #[serde(default)]
+    xid: Option<u32>,
     #[serde(default)]
     timestamp: Option<&'a str>,
     #[serde(default)]
@@ -122,6 +126,7 @@ impl<'a> Action<'a> {
                 commit: lsn(raw.lsn, "lsn")?,
                 end: lsn(raw.nextlsn, "nextlsn")?,
                 timestamp: raw.timestamp.unwrap_or_default(),
+                xid: raw.xid,
             },
             "C" => Action::Commit,
             "I" => Action::Insert(change(raw)),
@@ -145,7 +150,9 @@ mod tests {
                 commit,
                 end,
                 timestamp,
+                xid,
             } => {
+                assert_eq!(xid, Some(5));
                 assert_eq!(commit.to_string(), "0/16B3748");
                 assert_eq!(end.to_string(), "0/16B3778");
                 assert_eq!(timestamp, "2024-01-01 00:00:00+00");

@@ -4,6 +4,8 @@
 //!
 //! Knows nothing of streams or the state beyond the names of tables.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{anyhow, bail};
 use pg::walsender::Lsn;
 use tokio_postgres::Client;
@@ -95,12 +97,16 @@ pub fn wal2json_table(schema: &str, name: &str) -> String {
     format!("{}.{}", esc(schema), esc(name))
 }
 
+/// The last of [`plugin_options`], which wal2json 2.5 does not know.
+pub const OPTIONAL: &str = "numeric-data-types-as-string";
+
 /// The wal2json options of a stream of `tables` (each from
 /// [`wal2json_table`]). The last one is optional: refused by old wal2json.
 pub fn plugin_options(tables: &str) -> Vec<(&'static str, &str)> {
     vec![
         ("format-version", "2"),
         ("include-transaction", "1"),
+        ("include-xids", "1"),
         ("include-timestamp", "1"),
         ("include-lsn", "1"),
         ("include-types", "0"),
@@ -108,7 +114,7 @@ pub fn plugin_options(tables: &str) -> Vec<(&'static str, &str)> {
         // Newer wal2json writes numbers as strings with this, NaN and
         // Infinity included; 2.5 (Debian's) does not know it and writes
         // them as null. Asked for, and dropped when refused.
-        ("numeric-data-types-as-string", "1"),
+        (OPTIONAL, "1"),
     ]
 }
 
@@ -145,7 +151,11 @@ pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> anyhow::Res
         bail!("replication slot {name:?} belongs to database {database:?}, not {dbname:?}: slots are per database");
     }
     if let Some(pid) = active {
-        bail!("replication slot {name:?} is active in another session (pid {pid}): another tap is reading it; stop it, or use another slot");
+        // A session that just ended (a killed run, a refused start) holds
+        // the slot until the server notices: give it a moment.
+        if !wait_inactive(client, name, Duration::from_secs(3)).await? {
+            bail!("replication slot {name:?} is active in another session (pid {pid}): another tap is reading it; stop it, or use another slot");
+        }
     }
     Ok(Some(Slot {
         name: name.to_string(),
@@ -154,6 +164,28 @@ pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> anyhow::Res
         wal_status: row.get(5),
         safe_wal_size: row.get(6),
     }))
+}
+
+/// Waits (at most `limit`) until slot `name` is not in use; whether it is
+/// free.
+pub async fn wait_inactive(client: &Client, name: &str, limit: Duration) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let active: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active)",
+                &[&name],
+            )
+            .await?
+            .get(0);
+        if !active {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Finds (or, with `create_replication_slot`, creates) the slot.
@@ -181,7 +213,8 @@ pub async fn find_slot(client: &Client, config: &LogConfig, dbname: &str) -> any
         .await
         .map_err(|e| {
             let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-            if text.contains("wal2json") {
+            // 58P01 undefined_file: the plugin's library is not installed.
+            if e.code().is_some_and(|c| c.code() == "58P01") {
                 anyhow!("cannot create replication slot {name:?}: {text}: install wal2json on the server (Debian: apt-get install postgresql-<major>-wal2json)")
             } else {
                 anyhow!("cannot create replication slot {name:?}: {text}")

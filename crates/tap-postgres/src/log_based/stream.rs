@@ -15,11 +15,11 @@ use pg::walsender::{Lsn, ReplicationClient, ReplicationEvent, ReplicationStream}
 use tokio_postgres::Client;
 
 use super::change::Live;
-use super::slot::plugin_options;
+use super::slot::{plugin_options, OPTIONAL};
 use super::streamer::{Event, FillRequest, Row, Step, Streamer};
 use super::LogConfig;
 use crate::discovery::{discover, Filter};
-use crate::sync::Ctx;
+use crate::output::Ctx;
 
 /// Where and how far to stream.
 pub struct Plan<'a> {
@@ -54,6 +54,7 @@ fn gucs(timeout: &str) -> [(&'static str, &str); 6] {
 /// `break_at_end_lsn`).
 pub async fn start(
     conn: &pg::ConnectionConfig,
+    primary: &Client,
     lc: &LogConfig,
     plan: &Plan<'_>,
 ) -> anyhow::Result<(ReplicationStream, Option<Lsn>)> {
@@ -70,12 +71,20 @@ pub async fn start(
     let stream = loop {
         match rc.start_replication(plan.slot, plan.start, &options).await {
             Ok(s) => break s,
-            Err(e) if e.to_string().contains("numeric-data-types-as-string") => {
+            // wal2json refuses an option it does not know with SQLSTATE
+            // 22023 (invalid_parameter_value); the only optional one is
+            // the last.
+            Err(e)
+                if e.sqlstate() == Some("22023")
+                    && options.last().is_some_and(|(name, _)| *name == OPTIONAL) =>
+            {
                 tracing::info!(
                     "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
                      float and numeric columns arrive as null in LOG_BASED records"
                 );
                 options.pop();
+                // The refused session may hold the slot for a moment.
+                super::slot::wait_inactive(primary, plan.slot, Duration::from_secs(10)).await?;
             }
             // The slot is still held by a session that is ending (the
             // previous run's walsender has not yet seen its client go), or
@@ -157,16 +166,51 @@ pub async fn run<W: Write>(
             match streamer.on_event(ctx, event)? {
                 Step::Continue => break,
                 Step::Stop => return Ok(()),
-                Step::Refresh(i) => {
-                    let live = refresh(primary, &streamer.live()[i], ctx).await?;
-                    streamer.set_table(i, live);
+                Step::Refresh { stream, xid } => {
+                    wait_visible(primary, xid).await?;
+                    let live = refresh(primary, &streamer.live()[stream], ctx).await?;
+                    streamer.set_table(stream, live);
                 }
                 Step::Fill(request) => {
+                    wait_visible(primary, request.xid).await?;
                     let row = fill(primary, &streamer.live()[request.stream], &request).await?;
                     streamer.set_fill(row);
                 }
             }
         }
+    }
+}
+
+/// Waits until transaction `xid` is visible to new snapshots. wal2json
+/// sends a transaction once its commit record is decoded, which can be a
+/// moment before the committing session marks it finished for snapshots
+/// (longer while it waits for a synchronous standby); a read for it before
+/// then would not see it. Once visible in one snapshot it is visible in
+/// every later one, so every later statement sees it. The 32-bit `xid` is
+/// given the epoch of the snapshot's `xmax` (or the one before, if that
+/// puts it past `xmax`). Bounded: an error after 60 s.
+async fn wait_visible(client: &Client, xid: Option<u32>) -> anyhow::Result<()> {
+    let Some(xid) = xid else { return Ok(()) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let visible: bool = client
+            .query_one(
+                "SELECT txid_visible_in_snapshot(CASE WHEN t > x THEN t - 4294967296 ELSE t END, snap) \
+                 FROM (SELECT snap, x, ((x >> 32) << 32) | $1 AS t \
+                       FROM (SELECT s AS snap, txid_snapshot_xmax(s) AS x FROM txid_current_snapshot() s) a) b",
+                &[&i64::from(xid)],
+            )
+            .await?
+            .get(0);
+        if visible {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "transaction {xid} was streamed as committed but is still not visible after 60 s"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

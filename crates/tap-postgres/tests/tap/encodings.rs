@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::{config, discover, select, sync, Files};
 
-const TABLE: &str = r#"
+pub const TABLE: &str = r#"
 CREATE EXTENSION hstore;
 CREATE TYPE mood AS ENUM ('sad', 'happy');
 CREATE DOMAIN positive AS numeric(10,2) CHECK (VALUE > 0);

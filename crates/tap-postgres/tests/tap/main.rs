@@ -3,6 +3,7 @@
 
 mod support;
 
+mod binary;
 mod discovery;
 mod encodings;
 mod errors;

@@ -5,7 +5,9 @@
 
 mod bad_input;
 mod deletes;
+mod direct;
 mod evolution;
+mod fuzz;
 mod hostile;
 mod kill;
 mod load;
