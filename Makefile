@@ -3,7 +3,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all setup build test lint docs demo demo-clean bench clean
+.PHONY: all setup build install wheels test lint docs demo demo-clean bench clean
 
 all: build
 
@@ -15,6 +15,26 @@ setup:
 build:
 	$(CARGO) build --release --workspace --bins
 
+## install: release binaries into $(PREFIX)/bin (default /usr/local; DESTDIR for staging)
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 target/release/tap-postgres target/release/target-postgres $(DESTDIR)$(PREFIX)/bin/
+
+## wheels: one pip wheel per program in dist/ (the binary alone, stripped), built by
+## maturin from PyPI in target/maturin-venv; `pip install dist/<wheel>` needs no Rust
+MATURIN := maturin>=1.7,<2
+MATURIN_VENV := target/maturin-venv
+wheels:
+	@if [[ "$$(cat $(MATURIN_VENV)/.installed 2>/dev/null)" != '$(MATURIN)' ]]; then \
+	    rm -rf $(MATURIN_VENV) && python3 -m venv $(MATURIN_VENV) \
+	    && $(MATURIN_VENV)/bin/pip install --disable-pip-version-check '$(MATURIN)' \
+	    && printf '%s' '$(MATURIN)' > $(MATURIN_VENV)/.installed; \
+	fi
+	rm -f dist/tap_postgres_rs-*.whl dist/target_postgres_rs-*.whl
+	$(MATURIN_VENV)/bin/maturin build --locked --release --strip --manifest-path crates/tap-postgres/Cargo.toml --out dist
+	$(MATURIN_VENV)/bin/maturin build --locked --release --strip --manifest-path crates/target-postgres/Cargo.toml --out dist
+
 ## test: setup, lint, then the whole suite against a throwaway local cluster
 test: setup lint
 	$(CARGO) build --workspace --bins
@@ -25,8 +45,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## docs: regenerate what is generated from schemas/: the README's settings tables
-## and the plugin definitions in examples/meltano/hub/
+## docs: regenerate what is generated from schemas/: the README's settings tables,
+## the settings of examples/meltano/meltano.yml and the plugin definitions in examples/meltano/hub/
 docs:
 	UPDATE_GENERATED=1 $(CARGO) test -p e2e --test docs
 
@@ -43,3 +63,4 @@ bench: setup build
 
 clean:
 	$(CARGO) clean
+	rm -rf dist

@@ -77,6 +77,8 @@ INSERT INTO events (kind, payload, score, happened, note) VALUES
   ('edge', '"just a string"', 1e300, '10000-01-01', NULL);
 INSERT INTO measurements SELECT i, '2024-06-01'::date + (i % 500), i * 1.000001, ARRAY['t' || i % 4, NULL]
   FROM generate_series(1, 3000) i;
+-- Row estimates for discovery's row-count (a never-analyzed table has none).
+ANALYZE;
 SQL
 
 cat >"$work/tap.json" <<JSON
@@ -103,7 +105,10 @@ for s in c["streams"]:
         md["replication-key"] = "updated_at"
     if s["tap_stream_id"] == "public-events":
         md["replication-method"] = "LOG_BASED"
-    print(f'  {s["tap_stream_id"]:<22} {md.get("replication-method", "FULL_TABLE"):<12} rows~{md["row-count"]}', file=sys.stderr)
+    # row-count is the planner's estimate; -1 (or none) until analyzed
+    rows = md.get("row-count", -1)
+    rows = f"~{rows}" if rows >= 0 else "unknown"
+    print(f'  {s["tap_stream_id"]:<22} {md.get("replication-method", "FULL_TABLE"):<12} rows {rows}', file=sys.stderr)
 json.dump(c, open(sys.argv[2], "w"))
 PY
 

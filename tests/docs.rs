@@ -1,12 +1,13 @@
 //! Files generated from `schemas/` are checked in: the README's settings
-//! tables and the Meltano Hub plugin definitions in `examples/meltano/hub/`. These tests
+//! tables, the `settings:` lists of `examples/meltano/meltano.yml` and the
+//! Meltano Hub plugin definitions in `examples/meltano/hub/`. These tests
 //! fail when one is stale; `make docs` (UPDATE_GENERATED=1) rewrites them.
 
 use std::path::{Path, PathBuf};
 
 use e2e::workspace_root;
 use plugin::about::settings_table;
-use plugin::meltano::hub_definition;
+use plugin::meltano::{distribution, hub_definition, settings_entries};
 use plugin::{About, Settings};
 
 /// Both programs: their about facts and settings.
@@ -98,4 +99,61 @@ fn meltano_hub_definitions_match_schemas() {
         stale.extend(check(&path, &hub_definition(&about, &settings)));
     }
     assert!(stale.is_empty(), "{stale:?} are stale: run `make docs`");
+}
+
+/// The `settings:` lists between the `# BEGIN <program> settings` and `#
+/// END <program> settings` lines of `examples/meltano/meltano.yml`, and each
+/// plugin's `capabilities:` (the line after its `executable:`).
+#[test]
+fn meltano_yml_settings_match_schemas() {
+    let path = workspace_root().join("examples/meltano/meltano.yml");
+    let text = std::fs::read_to_string(&path).expect("meltano.yml");
+    let mut expected = text.clone();
+    for (about, settings) in programs() {
+        let program = about.name;
+        let begin = format!("    # BEGIN {program} settings\n");
+        let end = format!("    # END {program} settings\n");
+        let from = expected.find(&begin).expect("BEGIN marker") + begin.len();
+        let to = expected.find(&end).expect("END marker");
+        expected.replace_range(from..to, &settings_entries(&settings, "    "));
+        let exe = format!("    executable: {program}\n");
+        let at = expected.find(&exe).expect("executable line") + exe.len();
+        let line_end = at + expected[at..].find('\n').expect("a line");
+        expected.replace_range(
+            at..line_end,
+            &format!("    capabilities: [{}]", about.capabilities.join(", ")),
+        );
+    }
+    if let Some(stale) = check(&path, &expected) {
+        panic!("{stale}: settings or capabilities are stale: run `make docs`");
+    }
+}
+
+/// The wheel of each program is the distribution the Meltano files install.
+#[test]
+fn pyproject_names_are_the_plugin_definitions_distributions() {
+    for (about, _) in programs() {
+        let path = workspace_root()
+            .join("crates")
+            .join(about.name)
+            .join("pyproject.toml");
+        let text = std::fs::read_to_string(&path).expect("pyproject.toml");
+        let name_line = format!("name = \"{}\"", distribution(&about));
+        assert!(
+            text.lines().any(|l| l == name_line),
+            "{}: no `{name_line}`",
+            path.display()
+        );
+        assert!(
+            text.lines().any(|l| l == "bindings = \"bin\""),
+            "{}: maturin packs the binary",
+            path.display()
+        );
+    }
+    let yml = std::fs::read_to_string(workspace_root().join("examples/meltano/meltano.yml"))
+        .expect("meltano.yml");
+    for (about, _) in programs() {
+        let pip_url = format!("    pip_url: {} ", distribution(&about));
+        assert!(yml.contains(&pip_url), "meltano.yml: no {pip_url:?}");
+    }
 }

@@ -375,7 +375,7 @@ async fn a_stalled_log_based_stream_fails_in_bounded_time_even_when_stopping() {
             source
                 .query_json(
                     "SELECT count(*) AS n FROM pg_stat_replication \
-                     WHERE application_name = 'tap-postgres'",
+                     WHERE application_name = 'tap-postgres' AND state IN ('catchup', 'streaming')",
                 )
                 .await[0]["n"]
                 == json!(1)

@@ -232,9 +232,44 @@ pub fn workspace_root() -> PathBuf {
 /// file records what was installed). Returns its `bin` directory.
 ///
 /// `None`, after a loud `*** SKIPPED` line naming `what`, only when the
-/// package index is unreachable; any other install failure panics.
+/// package index is unreachable and the run is not in CI; in CI
+/// (`CI=true`), and on any other install failure, it panics.
 pub fn python_venv(name: &str, python: &Path, packages: &[&str], what: &str) -> Option<PathBuf> {
-    let venv = workspace_root().join("target").join(name);
+    let on_unreachable = if in_ci() {
+        Unreachable::Fail
+    } else {
+        Unreachable::Skip
+    };
+    python_venv_in(
+        &workspace_root().join("target").join(name),
+        python,
+        packages,
+        what,
+        on_unreachable,
+        None,
+    )
+}
+
+/// What [`python_venv_in`] does when the package index cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// Return `None` after a loud SKIPPED line (a developer's machine).
+    Skip,
+    /// Panic (CI, where a skipped test would pass unnoticed).
+    Fail,
+}
+
+/// [`python_venv`] in the directory `venv`, from the package index
+/// `index_url` (pip's default when `None`), with an explicit policy for an
+/// unreachable index.
+pub fn python_venv_in(
+    venv: &Path,
+    python: &Path,
+    packages: &[&str],
+    what: &str,
+    on_unreachable: Unreachable,
+    index_url: Option<&str>,
+) -> Option<PathBuf> {
     let marker = venv.join(".installed");
     let want = packages.join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|m| m == want) {
@@ -242,10 +277,10 @@ pub fn python_venv(name: &str, python: &Path, packages: &[&str], what: &str) -> 
         return Some(venv.join("bin"));
     }
     let started = std::time::Instant::now();
-    let _ = std::fs::remove_dir_all(&venv);
+    let _ = std::fs::remove_dir_all(venv);
     let out = Command::new(python)
         .args(["-m", "venv"])
-        .arg(&venv)
+        .arg(venv)
         .env_remove("PYENV_VERSION")
         .output()
         .unwrap_or_else(|e| panic!("{} -m venv: {e}", python.display()));
@@ -262,18 +297,19 @@ pub fn python_venv(name: &str, python: &Path, packages: &[&str], what: &str) -> 
         python.display(),
         text(&out)
     );
-    let out = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--disable-pip-version-check",
-            "--timeout",
-            "30",
-            "--retries",
-            "2",
-        ])
-        .args(packages)
-        .output()
-        .expect("pip runs");
+    let mut pip = Command::new(venv.join("bin/pip"));
+    pip.args([
+        "install",
+        "--disable-pip-version-check",
+        "--timeout",
+        "30",
+        "--retries",
+        "2",
+    ]);
+    if let Some(url) = index_url {
+        pip.args(["--index-url", url]);
+    }
+    let out = pip.args(packages).output().expect("pip runs");
     if !out.status.success() {
         let t = text(&out);
         let unreachable = [
@@ -287,6 +323,9 @@ pub fn python_venv(name: &str, python: &Path, packages: &[&str], what: &str) -> 
         ]
         .iter()
         .any(|s| t.contains(s));
+        if unreachable && on_unreachable == Unreachable::Fail {
+            panic!("{what}: the package index is unreachable, so `pip install {want}` failed, and in CI (CI=true) that is a failure, not a skip:\n{t}");
+        }
         if unreachable {
             eprintln!("\n*** SKIPPED: {what}: the package index is unreachable, so `pip install {want}` failed:\n{t}\n");
             return None;
@@ -302,22 +341,136 @@ pub fn python_venv(name: &str, python: &Path, packages: &[&str], what: &str) -> 
     Some(venv.join("bin"))
 }
 
-/// Waits until `check` is true, checking every 50 ms; panics naming `what`
-/// after `limit`. The one way the end-to-end tests wait for a condition.
-pub async fn wait_until<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited {limit:?} for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+/// Whether this is a CI run (`CI=true` or `CI=1`, as CI services set it):
+/// there, a test that cannot reach what it needs fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
+
+/// What `pip install` installs to build wheels (the Makefile's `wheels`
+/// uses the same).
+pub const MATURIN: &str = "maturin>=1.7,<2";
+
+/// The programs' pip wheels (`tap_postgres_rs-….whl`,
+/// `target_postgres_rs-….whl`), built by maturin from PyPI (in
+/// `target/maturin-venv`) with the profile of the running test, so the
+/// binaries already built for the tests are packed as they are, not
+/// compiled again (as long as each program built alone resolves the same
+/// crate features as the workspace does; otherwise maturin recompiles a
+/// few crates, which costs time, not correctness). Built once per test
+/// process into
+/// `target/<profile>-wheels/`; returns that directory.
+///
+/// `None` after a loud SKIPPED line when the package index is unreachable
+/// outside CI (see [`python_venv`]); panics when maturin fails.
+pub fn wheels() -> Option<PathBuf> {
+    static WHEELS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    WHEELS.get_or_init(build_wheels).clone()
+}
+
+fn build_wheels() -> Option<PathBuf> {
+    let maturin = python_venv(
+        "maturin-venv",
+        Path::new("python3"),
+        &[MATURIN],
+        "building the pip wheels",
+    )?
+    .join("maturin");
+    // target/debug → the `dev` profile, target/release → `release`.
+    let bins = bin("tap-postgres")
+        .parent()
+        .expect("target/<profile>")
+        .to_path_buf();
+    let profile = match bins.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_string(),
+        Some(other) => other.to_string(),
+        None => panic!("{}: no profile directory", bins.display()),
+    };
+    let out_dir = bins.with_file_name(format!(
+        "{}-wheels",
+        bins.file_name().unwrap().to_string_lossy()
+    ));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    for program in ["tap-postgres", "target-postgres"] {
+        let started = std::time::Instant::now();
+        let manifest = workspace_root()
+            .join("crates")
+            .join(program)
+            .join("Cargo.toml");
+        let mut cmd = Command::new(&maturin);
+        // What cargo set for this test process describes the test, not the
+        // build: a build script that reads it (ring's reads
+        // CARGO_MANIFEST_DIR) would make its crate stale and recompile.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&name.as_ref())
+            {
+                cmd.env_remove(name.as_ref());
+            }
+        }
+        let out = cmd
+            .args(["build", "--locked", "--profile", &profile])
+            // Uncompressed: a debug binary is large and these wheels only
+            // travel to the next directory.
+            .args(["--compression-method", "stored", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--out")
+            .arg(&out_dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("maturin runs");
+        assert!(
+            out.status.success(),
+            "maturin build {}: {}\n{}",
+            manifest.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "built the {program} wheel ({profile} profile) in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Some(out_dir)
+}
+
+/// The one wheel of `distribution` (e.g. `tap-postgres-rs`) in `dir`.
+///
+/// # Panics
+/// Unless there is exactly one.
+pub fn wheel_of(dir: &Path, distribution: &str) -> PathBuf {
+    let prefix = format!("{}-", distribution.replace('-', "_"));
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl"))
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {prefix}*.whl in {}: {found:?}",
+        dir.display()
+    );
+    found.into_iter().next().unwrap()
+}
+
+/// The one way the end-to-end tests wait for a condition.
+pub use pg_testkit::wait_until;
 
 /// A running program whose stdout and stderr are being collected.
 pub struct Running {

@@ -63,12 +63,14 @@ mod pki;
 mod proxy;
 mod server;
 mod testdb;
+mod wait;
 
 pub use builder::ClusterBuilder;
 pub use cluster::Cluster;
 pub use pki::TestPki;
 pub use proxy::StallProxy;
 pub use testdb::TestDb;
+pub use wait::wait_until;
 
 /// The cluster shared by all tests of this process, started on first call
 /// (blocking, about a second), or the `PGTEST_URL` server.

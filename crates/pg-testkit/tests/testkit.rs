@@ -229,21 +229,20 @@ async fn drop_terminates_a_walsender_holding_a_slot() {
         .spawn()
         .unwrap();
     let admin = cluster().client().await;
-    let mut active = false;
-    for _ in 0..500 {
-        let row = admin
-            .query_one(
-                "SELECT bool_or(active) FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await;
-        if row.unwrap().get::<_, Option<bool>>(0) == Some(true) {
-            active = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(active, "pg_recvlogical did not take the slot");
+    pg_testkit::wait_until(
+        "pg_recvlogical to take the slot",
+        Duration::from_secs(10),
+        || async {
+            let row = admin
+                .query_one(
+                    "SELECT bool_or(active) FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await;
+            row.unwrap().get::<_, Option<bool>>(0) == Some(true)
+        },
+    )
+    .await;
 
     let name = db.name().to_string();
     drop(db);

@@ -100,7 +100,8 @@ pub(crate) enum Verdict {
 pub(crate) async fn probe(config: &ConnectionConfig, pid: i32, session: Session) -> Verdict {
     let budget = config.liveness.stall_timeout.max(Duration::from_secs(1));
     let mut check = config.clone();
-    check.connect_timeout = budget;
+    // Longer than the budget: a hang is reported by the budget below.
+    check.connect_timeout = budget * 2;
     check.liveness.stall_timeout = Duration::ZERO;
     let attempt = look(check, pid);
     match tokio::time::timeout(budget, attempt).await {

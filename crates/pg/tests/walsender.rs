@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pg::walsender::{Lsn, ReplicationClient, ReplicationEvent, ReplicationStream, SlotSnapshot};
 use pg::{ConnectionConfig, ErrorKind};
-use pg_testkit::{cluster, ClusterBuilder, TestDb, TestPki};
+use pg_testkit::{cluster, wait_until, ClusterBuilder, TestDb, TestPki};
 use serde_json::{json, Value};
 
 /// The session settings the tap uses.
@@ -74,22 +74,20 @@ async fn confirmed_flush_lsn(db: &TestDb, slot: &str) -> Option<Lsn> {
 /// Waits until the slot's `confirmed_flush_lsn` is `want`; it may only be
 /// `from` meanwhile.
 async fn wait_confirmed(db: &TestDb, slot: &str, from: Lsn, want: Lsn) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    wait_until(&format!("{slot} confirmed at {want}"), PATIENCE, || async {
         let now = confirmed_flush_lsn(db, slot).await.unwrap();
-        if now == want {
-            return;
-        }
-        assert_eq!(now, from, "confirmed_flush_lsn moved elsewhere");
-        assert!(Instant::now() < deadline, "still {now}, want {want}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        assert!(
+            now == want || now == from,
+            "confirmed_flush_lsn moved to {now}"
+        );
+        now == want
+    })
+    .await;
 }
 
 async fn wait_inactive(db: &TestDb, slot: &str) {
     let client = db.client().await;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    wait_until(&format!("slot {slot} to be released"), PATIENCE, || async {
         let active: bool = client
             .query_one(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
@@ -98,12 +96,9 @@ async fn wait_inactive(db: &TestDb, slot: &str) {
             .await
             .unwrap()
             .get(0);
-        if !active {
-            return;
-        }
-        assert!(Instant::now() < deadline, "slot {slot} still active");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        !active
+    })
+    .await;
 }
 
 /// A wal2json v2 message with its timestamp taken out (checked separately).

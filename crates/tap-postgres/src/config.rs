@@ -6,7 +6,6 @@ use singer::catalog::ReplicationMethod;
 
 use crate::discovery::Filter;
 use crate::encode::{ByteaEncoding, OutOfRange, SpecialNumbers, ValueOptions};
-use crate::log_based::LogConfig;
 
 /// Everything the tap reads from its config besides the connection.
 #[derive(Debug, Clone)]
@@ -197,4 +196,27 @@ impl TapConfig {
     pub fn read_connection(&self) -> &pg::ConnectionConfig {
         self.secondary.as_ref().unwrap_or(&self.connection)
     }
+}
+
+/// The LOG_BASED settings of the tap config.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `replication_slot`.
+    pub slot: Option<String>,
+    /// `create_replication_slot`.
+    pub create_slot: bool,
+    /// `tap_id`.
+    pub tap_id: Option<String>,
+    /// `break_at_end_lsn`.
+    pub break_at_end_lsn: bool,
+    /// `logical_poll_total_seconds`.
+    pub idle_timeout: std::time::Duration,
+    /// `max_run_seconds`.
+    pub max_run: std::time::Duration,
+    /// `wal_sender_timeout` in ms.
+    pub wal_sender_timeout_ms: u64,
+    /// `allow_tables_without_identity`.
+    pub allow_without_identity: bool,
+    /// `allow_state_behind_slot`.
+    pub allow_state_behind_slot: bool,
 }

@@ -18,42 +18,55 @@
 use std::io::Write;
 
 use serde_json::{Map, Value};
+use singer::catalog::ReplicationMethod;
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
 use crate::binary::copy_rows;
+use crate::output::Ctx;
+use crate::phase::{self, Phase};
 use crate::progress::Progress;
-use crate::read::bind_values;
+use crate::read::{bind_values, snapshot};
 use crate::rows::{RowEncoder, StreamPlan};
-use crate::sync::{now_version, snapshot, Ctx};
 
-/// Bookmark key holding the key of the last row written (as tap-mysql).
-pub const LAST_PK_FETCHED: &str = "last_pk_fetched";
+/// What kind of copy [`sync`] makes.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyKind<'a> {
+    /// The stream's method: FULL_TABLE, or LOG_BASED for the initial copy of
+    /// a LOG_BASED stream.
+    pub method: ReplicationMethod,
+    /// The snapshot to read in, exported by a replication slot (see
+    /// `log_based::snapshot`); `None`: a snapshot of its own.
+    pub exported: Option<&'a str>,
+}
 
-/// Copies `plan`'s table, resuming after the bookmarked key. `method` is
-/// the bookmark's `last_replication_method`: `FULL_TABLE`, or `LOG_BASED`
-/// for the initial copy of a LOG_BASED stream, which reads in the
-/// `snapshot` a replication slot exported (see `log_based::snapshot`).
+/// Copies `plan`'s table, resuming after the bookmarked key ([`Phase`]).
+/// At the end the phase becomes [`Phase::Fresh`] (FULL_TABLE: the next run
+/// copies again) or [`Phase::Streaming`] from the copy's position
+/// (LOG_BASED).
 pub async fn sync<W: Write>(
     ctx: &mut Ctx<'_, W>,
     client: &mut Client,
     plan: &StreamPlan,
     key: &[String],
-    method: &str,
-    exported: Option<&str>,
+    kind: CopyKind<'_>,
 ) -> anyhow::Result<()> {
     let id = plan.stream.clone();
-    let bookmark = ctx.state.bookmark(&id).cloned().unwrap_or_default();
-    let first_ever = bookmark.version().is_none();
-    let resume: Option<Vec<Value>> = match bookmark.get(LAST_PK_FETCHED) {
-        Some(Value::Object(m)) if !key.is_empty() && key.iter().all(|k| m.contains_key(k)) => {
+    let bookmark = ctx.state.bookmark(&id);
+    let old_version = phase::version(bookmark);
+    let first_ever = old_version.is_none();
+    let start = Phase::read(bookmark, kind.method);
+    let resume: Option<Vec<Value>> = match &start {
+        Phase::Copying { after: Some(m), .. }
+            if !key.is_empty() && key.iter().all(|k| m.contains_key(k)) =>
+        {
             Some(key.iter().map(|k| m[k].clone()).collect())
         }
         _ => None,
     };
-    let version = match (&resume, bookmark.version()) {
+    let version = match (&resume, old_version) {
         (Some(_), Some(v)) => v,
-        _ => now_version(),
+        _ => phase::new_version(),
     };
     if key.is_empty() {
         tracing::info!("stream {id}: FULL_TABLE without a primary or unique not-null key: an interrupted copy restarts from the beginning");
@@ -68,8 +81,8 @@ pub async fn sync<W: Write>(
 
     ctx.state.set_currently_syncing(Some(&id));
     let b = ctx.state.bookmark_mut(&id);
-    b.set_last_replication_method(method);
-    b.set_version(version);
+    phase::set_method(b, kind.method);
+    phase::set_version(b, version);
     ctx.checkpoint()?;
     ctx.write_schema(plan, &[])?;
     if first_ever {
@@ -77,7 +90,7 @@ pub async fn sync<W: Write>(
     }
 
     let tx = snapshot(client).await?;
-    if let Some(name) = exported {
+    if let Some(name) = kind.exported {
         tx.batch_execute(&format!(
             "SET TRANSACTION SNAPSHOT {}",
             pg::quote_literal(name)?
@@ -134,9 +147,11 @@ pub async fn sync<W: Write>(
                 for (k, &p) in key.iter().zip(&key_positions) {
                     m.insert(k.clone(), encoder.value(p));
                 }
-                state
-                    .bookmark_mut(&id)
-                    .set(LAST_PK_FETCHED, Value::Object(m))?;
+                let copying = Phase::Copying {
+                    after: Some(m),
+                    lsn: None,
+                };
+                copying.write(state.bookmark_mut(&id));
                 writer.write_state_checkpoint(&*state)?;
             }
             Ok(())
@@ -152,11 +167,11 @@ pub async fn sync<W: Write>(
     report_replaced(&id, &encoder);
 
     ctx.writer.write_activate_version(&id, version)?;
-    let b = ctx.state.bookmark_mut(&id);
-    b.remove(LAST_PK_FETCHED);
-    if b.get("xmin").is_some() {
-        b.set_xmin(None);
-    }
+    let done = match start.lsn() {
+        Some(lsn) => Phase::Streaming { lsn },
+        None => Phase::Fresh,
+    };
+    done.write(ctx.state.bookmark_mut(&id));
     ctx.checkpoint()?;
     Metric::counter("record_count", total, &[("stream", &id)]).log();
     tracing::info!("stream {id}: FULL_TABLE done, {total} rows");

@@ -16,15 +16,17 @@
 
 use std::io::Write;
 
+use singer::catalog::ReplicationMethod;
 use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
 use crate::binary::copy_rows;
 use crate::full_table::report_replaced;
+use crate::output::Ctx;
+use crate::phase::{self, Phase};
 use crate::progress::Progress;
-use crate::read::bind_values;
+use crate::read::{bind_values, snapshot};
 use crate::rows::{RowEncoder, StreamPlan};
-use crate::sync::{now_version, snapshot, Ctx};
 
 /// Reads the rows past the bookmark.
 pub async fn sync<W: Write>(
@@ -34,16 +36,22 @@ pub async fn sync<W: Write>(
     key: &str,
 ) -> anyhow::Result<()> {
     let id = plan.stream.clone();
-    let mut bookmark = ctx.state.bookmark(&id).cloned().unwrap_or_default();
-    if bookmark.replication_key().is_some_and(|k| k != key) {
-        tracing::info!("stream {id}: replication key changed to {key:?}; starting over");
-        bookmark = Default::default();
-    }
-    let start = bookmark
-        .replication_key_value()
-        .cloned()
-        .filter(|v| !v.is_null());
-    let version = bookmark.version().unwrap_or_else(now_version);
+    let method = ReplicationMethod::Incremental;
+    let (start, version) = match Phase::read(ctx.state.bookmark(&id), method) {
+        Phase::Incremental { key: k, .. } if !k.is_empty() && k != key => {
+            tracing::info!("stream {id}: replication key changed to {key:?}; starting over");
+            ctx.state.remove_bookmark(&id);
+            (None, phase::new_version())
+        }
+        Phase::Incremental { value, .. } => (
+            Some(value),
+            phase::version(ctx.state.bookmark(&id)).unwrap_or_else(phase::new_version),
+        ),
+        _ => (
+            None,
+            phase::version(ctx.state.bookmark(&id)).unwrap_or_else(phase::new_version),
+        ),
+    };
     tracing::info!(
         "stream {id}: INCREMENTAL on {key:?} from {}",
         start
@@ -53,11 +61,10 @@ pub async fn sync<W: Write>(
     );
 
     ctx.state.set_currently_syncing(Some(&id));
-    ctx.state.set_bookmark(&id, bookmark);
     let b = ctx.state.bookmark_mut(&id);
-    b.set_last_replication_method("INCREMENTAL");
-    b.set_replication_key(key);
-    b.set_version(version);
+    phase::set_method(b, method);
+    phase::set_replication_key(b, key);
+    phase::set_version(b, version);
     ctx.checkpoint()?;
     ctx.write_schema(plan, &[key])?;
     ctx.writer.write_activate_version(&id, version)?;
@@ -113,6 +120,14 @@ pub async fn sync<W: Write>(
     let interval = ctx.config.state_interval_rows;
     let time = TimeExtracted::now();
     let mut since_state = 0u64;
+    let mut last: Option<serde_json::Value> = None;
+    let past = |b: &mut singer::Bookmark, value| {
+        let phase = Phase::Incremental {
+            key: key.to_string(),
+            value,
+        };
+        phase.write(b);
+    };
     let writer = &mut *ctx.writer;
     let state = &mut ctx.state;
     let total = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
@@ -124,16 +139,22 @@ pub async fn sync<W: Write>(
         progress.row();
         let value = encoder.value(position);
         if !value.is_null() {
-            state.bookmark_mut(&id).set_replication_key_value(value);
+            last = Some(value);
         }
         since_state += 1;
         if since_state >= interval {
             since_state = 0;
+            if let Some(value) = last.take() {
+                past(state.bookmark_mut(&id), value);
+            }
             writer.write_state_checkpoint(&*state)?;
         }
         Ok(())
     })
     .await?;
+    if let Some(value) = last {
+        past(ctx.state.bookmark_mut(&id), value);
+    }
     tx.commit().await?;
     report_replaced(&id, &encoder);
     ctx.checkpoint()?;

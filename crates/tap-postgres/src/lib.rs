@@ -8,8 +8,11 @@
 //! - [`types`], [`encode`]: the JSON Schema and the JSON value of every
 //!   column type, one encoding for every replication method.
 //! - [`rows`], [`read`], [`binary`]: COPY rows (binary, or text) → RECORD bodies.
-//! - [`sync`]: a run over the selected streams; [`full_table`] and
-//!   [`incremental`] are the replication methods (LOG_BASED: issue #4).
+//! - [`sync`]: a run over the selected streams; [`full_table`],
+//!   [`incremental`] and [`log_based`] are the replication methods, writing
+//!   through [`output`].
+//! - [`phase`]: where a stream is (fresh, copying, streaming, incremental),
+//!   the only reader and writer of bookmark keys.
 //! - [`config`]: the tap's settings.
 #![warn(missing_docs)]
 
@@ -20,6 +23,8 @@ pub mod encode;
 pub mod full_table;
 pub mod incremental;
 pub mod log_based;
+pub mod output;
+pub mod phase;
 pub mod progress;
 pub mod read;
 pub mod rows;

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use futures_util::{pin_mut, TryStreamExt};
 use serde_json::Value;
-use tokio_postgres::Transaction;
+use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use crate::rows::{bookmark_input, StreamPlan};
 
@@ -121,4 +121,15 @@ where
     }
     pending.extend_from_slice(rest);
     Ok(rows)
+}
+
+/// Starts the read-only REPEATABLE READ transaction a stream is read in:
+/// one snapshot for the whole read.
+pub async fn snapshot(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
 }

@@ -25,64 +25,15 @@ use std::io::Write;
 use anyhow::{anyhow, bail, Context as _};
 use singer::catalog::ReplicationMethod;
 use singer::{Catalog, CatalogEntry, MessageWriter, State};
-use tokio_postgres::{Client, IsolationLevel, Transaction};
+use tokio_postgres::Client;
 
 use crate::config::TapConfig;
 use crate::discovery::{discover, Filter, Table};
 use crate::encode::SESSION_SETTINGS;
 use crate::log_based::{self, LogStream};
+use crate::output::Ctx;
 use crate::rows::StreamPlan;
 use crate::{full_table, incremental};
-
-/// What a stream's sync needs.
-pub struct Ctx<'a, W: Write> {
-    /// The tap config.
-    pub config: &'a TapConfig,
-    /// Where messages go.
-    pub writer: &'a mut MessageWriter<W>,
-    /// The state, updated as streams progress.
-    pub state: State,
-}
-
-impl<W: Write> Ctx<'_, W> {
-    /// Writes the current state (flushing everything before it).
-    pub fn emit_state(&mut self) -> anyhow::Result<()> {
-        self.writer.write_state(&self.state)?;
-        Ok(())
-    }
-
-    /// Writes the current state if the output since the last one is at
-    /// least as long as it ([`MessageWriter::write_state_checkpoint`]):
-    /// the cadence of the per-stream and per-interval states, so that
-    /// thousands of streams do not make the output quadratic.
-    pub fn checkpoint(&mut self) -> anyhow::Result<()> {
-        self.writer.write_state_checkpoint(&self.state)?;
-        Ok(())
-    }
-
-    /// Writes the SCHEMA of `plan`'s record columns (narrow, widened by what
-    /// their values so far needed); key properties are the primary key
-    /// columns among them.
-    pub fn write_schema(
-        &mut self,
-        plan: &StreamPlan,
-        bookmark_properties: &[&str],
-    ) -> anyhow::Result<()> {
-        plan.write_schema(self.writer, &self.config.values, bookmark_properties)?;
-        Ok(())
-    }
-}
-
-/// Starts the read-only REPEATABLE READ transaction a stream is read in:
-/// one snapshot for the whole read.
-pub async fn snapshot(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
-    client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-}
 
 /// Opens a reading connection to `dbname` with the session settings the
 /// value encoding relies on.
@@ -236,10 +187,7 @@ fn resolve_method<W: Write>(
                  or `default_replication_method` in the config"
             )
         })?;
-    let previous = ctx
-        .state
-        .bookmark(id)
-        .and_then(|b| b.last_replication_method().map(str::to_string));
+    let previous = crate::phase::method(ctx.state.bookmark(id)).map(str::to_string);
     if previous.as_deref().is_some_and(|p| p != method.as_str()) {
         tracing::info!(
             "stream {id}: replication method changed from {} to {}; starting over",
@@ -263,7 +211,11 @@ async fn sync_stream<W: Write>(
         ReplicationMethod::FullTable => {
             let key = table.resume_key.clone();
             let plan = StreamPlan::new(table, &selected, &key, &ctx.config.values);
-            full_table::sync(ctx, client, &plan, &key, "FULL_TABLE", None).await
+            let kind = full_table::CopyKind {
+                method,
+                exported: None,
+            };
+            full_table::sync(ctx, client, &plan, &key, kind).await
         }
         ReplicationMethod::Incremental => {
             let key = entry
@@ -337,9 +289,4 @@ fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> anyhow::Result<V
         bail!("no column is selected");
     }
     Ok(selected)
-}
-
-/// Milliseconds since the epoch, for a new table version.
-pub fn now_version() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

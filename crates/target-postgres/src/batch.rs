@@ -105,15 +105,11 @@ impl Converter {
                 }
             }
             MessageRef::State(st) => {
-                let open = self
-                    .streams
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.batch.is_some())
-                    .map(|(i, _)| i);
-                if let Some(v) = self.states.on_state(st.value.get().to_owned(), open) {
+                crate::failpoint::hit("state-read");
+                if let Some(v) = self.states.on_state(st.value.get().to_owned(), n) {
                     self.release(v)?;
                 }
+                self.within_budget()?;
                 self.flush_if_due()?;
             }
             MessageRef::Schema(m) => {
@@ -255,6 +251,9 @@ impl Converter {
             }
         };
         open.lines.push(line);
+        if open.lines.len() == 1 {
+            self.states.on_batch_opened(s, line);
+        }
         open.has_absent |= enc.has_absent;
         open.has_delete |= enc.is_delete;
         self.buffered_bytes += open.data.len() - before + 8;
@@ -266,10 +265,23 @@ impl Converter {
                 self.flush(s)?;
             }
         }
-        while self.buffered_bytes >= self.config.max_buffer_bytes {
+        self.within_budget()
+    }
+
+    /// Keeps the buffered batches and the waiting states together under
+    /// `max_buffer_bytes`: sheds superseded waiting states when they are
+    /// most of it, then flushes the largest batch (which may release
+    /// states) until under.
+    fn within_budget(&mut self) -> Result<()> {
+        let max = self.config.max_buffer_bytes;
+        while self.buffered_bytes + self.states.waiting_bytes() >= max {
+            if self.states.waiting_bytes() > self.buffered_bytes && self.states.shed() > 0 {
+                continue;
+            }
             let largest = (0..self.streams.len())
-                .max_by_key(|&i| self.streams[i].batch.as_ref().map_or(0, |b| b.data.len()))
-                .expect("bytes are buffered, so a stream exists");
+                .filter(|&i| self.streams[i].batch.is_some())
+                .max_by_key(|&i| self.streams[i].batch.as_ref().map_or(0, |b| b.data.len()));
+            let Some(largest) = largest else { break };
             self.flush(largest)?;
         }
         Ok(())
@@ -292,8 +304,9 @@ impl Converter {
             has_absent: open.has_absent,
             has_delete: open.has_delete,
         };
+        let first = batch.lines[0];
         self.send(Work::Flush(batch))?;
-        if let Some(state) = self.states.on_batch_sent(s) {
+        if let Some(state) = self.states.on_batch_sent(s, first) {
             self.release(state)?;
         }
         Ok(())

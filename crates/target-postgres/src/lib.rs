@@ -25,6 +25,7 @@ pub mod copy_in;
 pub mod ddl;
 pub mod encode;
 pub mod error;
+pub mod failpoint;
 pub mod input;
 pub mod loader;
 pub mod merge;

@@ -270,14 +270,13 @@ impl Loader {
                     .in_stream(&stream)
             })?;
         } else if let Some(deleted_at) = keyless_deletes(&self.config, t, &batch) {
-            // ON COMMIT DROP: one name serves every batch.
-            let stage = "_sdc_keyless".to_string();
-            let apply = keyless_statement(&self.config, t, &target, &stage, deleted_at)
+            let stage = "_sdc_keyless"; // ON COMMIT DROP: one name serves every batch
+            let apply = keyless_statement(&self.config, t, &target, stage, deleted_at)
                 .map_err(|e| e.in_stream(&stream))?;
-            tx.batch_execute(&merge::create_keyless_staging(&stage, &t.types))
+            tx.batch_execute(&merge::create_keyless_staging(stage, &t.types))
                 .await
                 .map_err(|e| Error::database("preparing a batch", &e).in_stream(&stream))?;
-            let sql = merge::copy_keyless_staging(&stage, t.names.len());
+            let sql = merge::copy_keyless_staging(stage, t.names.len());
             copy_in::copy(&tx, &sql, batch.data, &batch.lines, &t.names, &stream).await?;
             tx.batch_execute(&apply).await.map_err(|e| {
                 Error::database(
@@ -290,6 +289,7 @@ impl Loader {
             let sql = merge::copy_target(&target, &t.names);
             copy_in::copy(&tx, &sql, batch.data, &batch.lines, &[], &stream).await?;
         }
+        crate::failpoint::hit("before-commit");
         tx.commit().await.map_err(|e| {
             Error::database(
                 &format!("committing the records of lines {first}–{last}"),
@@ -297,6 +297,7 @@ impl Loader {
             )
             .in_stream(&stream)
         })?;
+        crate::failpoint::hit("committed");
         tracing::info!(
             "stream {stream}: loaded {rows} record(s) of lines {first}–{last} into {target}{} in {:.3} s",
             if loaded_directly { " (straight, no staging)" } else { "" },
@@ -367,6 +368,7 @@ impl Loader {
         if self.last_printed.as_deref() == Some(state.as_str()) {
             return Ok(());
         }
+        crate::failpoint::hit("state-print");
         let mut out = std::io::stdout().lock();
         out.write_all(state.as_bytes())
             .and_then(|()| out.write_all(b"\n"))

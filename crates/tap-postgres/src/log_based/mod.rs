@@ -32,16 +32,18 @@ pub mod stream;
 pub mod streamer;
 
 use std::io::Write;
-use std::time::Duration;
 
 use pg::walsender::Lsn;
+use singer::catalog::ReplicationMethod;
 use singer::CatalogEntry;
 use tokio_postgres::Client;
 
+pub use crate::config::LogConfig;
 use crate::discovery::{RelKind, Table};
 use crate::encode::SESSION_SETTINGS;
+use crate::output::Ctx;
+use crate::phase::{self, Phase};
 use crate::progress::Progress;
-use crate::sync::{now_version, Ctx};
 use change::Live;
 pub use slot::slot_candidates;
 use streamer::Streamer;
@@ -54,29 +56,6 @@ pub struct LogStream<'a> {
     pub table: Table,
     /// The selected columns.
     pub selected: Vec<String>,
-}
-
-/// The LOG_BASED settings of the tap config.
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    /// `replication_slot`.
-    pub slot: Option<String>,
-    /// `create_replication_slot`.
-    pub create_slot: bool,
-    /// `tap_id`.
-    pub tap_id: Option<String>,
-    /// `break_at_end_lsn`.
-    pub break_at_end_lsn: bool,
-    /// `logical_poll_total_seconds`.
-    pub idle_timeout: Duration,
-    /// `max_run_seconds`.
-    pub max_run: Duration,
-    /// `wal_sender_timeout` in ms.
-    pub wal_sender_timeout_ms: u64,
-    /// `allow_tables_without_identity`.
-    pub allow_without_identity: bool,
-    /// `allow_state_behind_slot`.
-    pub allow_state_behind_slot: bool,
 }
 
 /// Runs the LOG_BASED streams of database `dbname`.
@@ -99,7 +78,7 @@ pub async fn run<W: Write>(
         .iter()
         .map(|s| {
             let id = s.entry.tap_stream_id.as_str();
-            (id, ctx.state.bookmark(id).and_then(|b| b.lsn()).map(Lsn))
+            (id, position(ctx.state.bookmark(id)))
         })
         .collect();
     prereq::check_positions(lc, &slot, wal_now, &positions)?;
@@ -114,19 +93,17 @@ pub async fn run<W: Write>(
     // Confirm only what the target had committed when this run started.
     let confirm = streams
         .iter()
-        .filter_map(|s| {
-            started_with
-                .bookmark(&s.entry.tap_stream_id)
-                .and_then(|b| b.lsn())
-        })
+        .filter_map(|s| position(started_with.bookmark(&s.entry.tap_stream_id)))
         .min()
-        .map(Lsn)
         .unwrap_or(Lsn::INVALID);
-    let start = live
+    let bookmarked: Vec<Lsn> = live
         .iter()
-        .filter_map(|l| ctx.state.bookmark(&l.id).and_then(|b| b.lsn()))
+        .map(|l| position(ctx.state.bookmark(&l.id)).unwrap_or(Lsn::INVALID))
+        .collect();
+    let start = bookmarked
+        .iter()
+        .copied()
         .min()
-        .map(Lsn)
         .unwrap_or(Lsn::INVALID)
         .max(slot.confirmed);
     for l in &live {
@@ -151,11 +128,16 @@ pub async fn run<W: Write>(
     let (mut replication, end) = stream::start(&conn, &primary, lc, &plan).await?;
     let label = format!("slot {}", slot.name);
     let progress = Progress::new(&label, "changes", ctx.config.progress_every, None);
-    let mut streamer = Streamer::new(live, tables, end, progress);
+    let mut streamer = Streamer::new(live, bookmarked, tables, end, progress);
     stream::run(ctx, lc, &primary, &mut replication, &mut streamer).await?;
     streamer.finish(ctx)?;
     replication.stop().await?;
     Ok(())
+}
+
+/// A stream's LOG_BASED position, if it has one.
+fn position(b: Option<&singer::Bookmark>) -> Option<Lsn> {
+    Phase::read(b, ReplicationMethod::LogBased).lsn()
 }
 
 async fn wal_position(client: &Client) -> anyhow::Result<Lsn> {
@@ -177,11 +159,11 @@ async fn streamed_tables<W: Write>(
     let mut tables = Vec::new();
     for (i, s) in streams.iter().enumerate() {
         let id = s.entry.tap_stream_id.clone();
-        let version = match ctx.state.bookmark(&id).and_then(|b| b.version()) {
+        let version = match phase::version(ctx.state.bookmark(&id)) {
             Some(v) => v,
             None => {
-                let v = now_version();
-                ctx.state.bookmark_mut(&id).set_version(v);
+                let v = phase::new_version();
+                phase::set_version(ctx.state.bookmark_mut(&id), v);
                 v
             }
         };

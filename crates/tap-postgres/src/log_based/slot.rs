@@ -97,6 +97,9 @@ pub fn wal2json_table(schema: &str, name: &str) -> String {
     format!("{}.{}", esc(schema), esc(name))
 }
 
+/// The last of [`plugin_options`], which wal2json 2.5 does not know.
+pub const OPTIONAL: &str = "numeric-data-types-as-string";
+
 /// The wal2json options of a stream of `tables` (each from
 /// [`wal2json_table`]). The last one is optional: refused by old wal2json.
 pub fn plugin_options(tables: &str) -> Vec<(&'static str, &str)> {
@@ -111,7 +114,7 @@ pub fn plugin_options(tables: &str) -> Vec<(&'static str, &str)> {
         // Newer wal2json writes numbers as strings with this, NaN and
         // Infinity included; 2.5 (Debian's) does not know it and writes
         // them as null. Asked for, and dropped when refused.
-        ("numeric-data-types-as-string", "1"),
+        (OPTIONAL, "1"),
     ]
 }
 
@@ -210,7 +213,8 @@ pub async fn find_slot(client: &Client, config: &LogConfig, dbname: &str) -> any
         .await
         .map_err(|e| {
             let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-            if text.contains("wal2json") {
+            // 58P01 undefined_file: the plugin's library is not installed.
+            if e.code().is_some_and(|c| c.code() == "58P01") {
                 anyhow!("cannot create replication slot {name:?}: {text}: install wal2json on the server (Debian: apt-get install postgresql-<major>-wal2json)")
             } else {
                 anyhow!("cannot create replication slot {name:?}: {text}")

@@ -49,24 +49,21 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use pg::walsender::{ReplicationClient, SlotSnapshot};
-use serde_json::Value;
+use singer::catalog::ReplicationMethod;
 use tokio_postgres::Client;
 
 use super::LogStream;
-use crate::full_table::{self, LAST_PK_FETCHED};
+use crate::full_table::{self, CopyKind};
+use crate::output::Ctx;
+use crate::phase::Phase;
 use crate::rows::StreamPlan;
-use crate::sync::Ctx;
 
 /// Whether stream `id` needs (the rest of) an initial copy.
 pub fn needs_copy<W: Write>(ctx: &Ctx<'_, W>, id: &str) -> bool {
-    match ctx.state.bookmark(id) {
-        None => true,
-        Some(b) => {
-            b.lsn().is_none()
-                || b.get(LAST_PK_FETCHED).is_some()
-                || b.get("xmin").is_some_and(|x| !x.is_null())
-        }
-    }
+    matches!(
+        Phase::read(ctx.state.bookmark(id), ReplicationMethod::LogBased),
+        Phase::Fresh | Phase::Copying { .. }
+    )
 }
 
 /// Copies stream `s` in a snapshot exported by a temporary slot, and
@@ -90,24 +87,31 @@ pub async fn initial_copy<W: Write>(
         .snapshot_name
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the server exported no snapshot for slot {name:?}"))?;
-    let b = ctx.state.bookmark_mut(&id);
-    if b.lsn().is_none() {
-        b.set_last_replication_method("LOG_BASED");
-        b.set_lsn(created.consistent_point.0);
-        tracing::info!(
-            "stream {id}: initial copy as of {}; streaming continues from there",
-            created.consistent_point
-        );
-    } else {
-        tracing::info!("stream {id}: resuming the initial copy");
-    }
-    if b.get(LAST_PK_FETCHED).is_none() {
-        b.set(LAST_PK_FETCHED, Value::Null)?;
-    }
+    let phase = match Phase::read(ctx.state.bookmark(&id), ReplicationMethod::LogBased) {
+        Phase::Copying { after, lsn } => {
+            tracing::info!("stream {id}: resuming the initial copy");
+            Phase::Copying { after, lsn }
+        }
+        _ => {
+            tracing::info!(
+                "stream {id}: initial copy as of {}; streaming continues from there",
+                created.consistent_point
+            );
+            Phase::Copying {
+                after: None,
+                lsn: Some(created.consistent_point),
+            }
+        }
+    };
+    phase.write(ctx.state.bookmark_mut(&id));
     let key = s.table.resume_key.clone();
     let names: Vec<&str> = s.selected.iter().map(String::as_str).collect();
     let plan = StreamPlan::new(&s.table, &names, &key, &ctx.config.values);
-    full_table::sync(ctx, primary, &plan, &key, "LOG_BASED", Some(&snapshot))
+    let kind = CopyKind {
+        method: ReplicationMethod::LogBased,
+        exported: Some(&snapshot),
+    };
+    full_table::sync(ctx, primary, &plan, &key, kind)
         .await
         .with_context(|| format!("stream {id}: initial copy"))?;
     rc.close().await;

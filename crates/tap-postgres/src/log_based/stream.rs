@@ -15,11 +15,11 @@ use pg::walsender::{Lsn, ReplicationClient, ReplicationEvent, ReplicationStream}
 use tokio_postgres::Client;
 
 use super::change::Live;
-use super::slot::plugin_options;
+use super::slot::{plugin_options, OPTIONAL};
 use super::streamer::{Event, FillRequest, Row, Step, Streamer};
 use super::LogConfig;
 use crate::discovery::{discover, Filter};
-use crate::sync::Ctx;
+use crate::output::Ctx;
 
 /// Where and how far to stream.
 pub struct Plan<'a> {
@@ -71,7 +71,13 @@ pub async fn start(
     let stream = loop {
         match rc.start_replication(plan.slot, plan.start, &options).await {
             Ok(s) => break s,
-            Err(e) if e.to_string().contains("numeric-data-types-as-string") => {
+            // wal2json refuses an option it does not know with SQLSTATE
+            // 22023 (invalid_parameter_value); the only optional one is
+            // the last.
+            Err(e)
+                if e.sqlstate() == Some("22023")
+                    && options.last().is_some_and(|(name, _)| *name == OPTIONAL) =>
+            {
                 tracing::info!(
                     "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
                      float and numeric columns arrive as null in LOG_BASED records"

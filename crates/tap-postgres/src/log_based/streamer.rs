@@ -58,8 +58,9 @@ use singer::TimeExtracted;
 use super::change::{wal_text, Live, RecordBuf};
 use super::message::{Action, Change};
 use crate::encode::Encoder;
+use crate::output::Ctx;
+use crate::phase::{self, Phase};
 use crate::progress::Progress;
-use crate::sync::{now_version, Ctx};
 use crate::types::Kind;
 
 /// One event of the replication stream.
@@ -127,6 +128,8 @@ struct Txn {
 /// The streaming state machine of one slot's streams.
 pub struct Streamer {
     live: Vec<Live>,
+    /// Per stream, everything up to here is delivered (its bookmark).
+    positions: Vec<Lsn>,
     by_table: HashMap<String, HashMap<String, usize>>,
     end: Option<Lsn>,
     txn: Option<Txn>,
@@ -143,11 +146,13 @@ pub struct Streamer {
 }
 
 impl Streamer {
-    /// A streamer of `live` (their SCHEMAs already written), whose changes
-    /// arrive under the `(schema, table)` names of `tables` (a partitioned
-    /// table's leaves under its own stream), stopping at `end`.
+    /// A streamer of `live` (their SCHEMAs already written) bookmarked at
+    /// `positions`, whose changes arrive under the `(schema, table)` names
+    /// of `tables` (a partitioned table's leaves under its own stream),
+    /// stopping at `end`.
     pub fn new(
         live: Vec<Live>,
+        positions: Vec<Lsn>,
         tables: Vec<(String, String, usize)>,
         end: Option<Lsn>,
         progress: Progress,
@@ -158,6 +163,7 @@ impl Streamer {
         }
         Streamer {
             live,
+            positions,
             by_table,
             end,
             txn: None,
@@ -223,12 +229,12 @@ impl Streamer {
         Step::Continue
     }
 
-    /// Moves every stream's bookmark up to `lsn`.
-    fn bookmark<W: Write>(&self, ctx: &mut Ctx<'_, W>, lsn: Lsn) {
-        for l in &self.live {
-            let b = ctx.state.bookmark_mut(&l.id);
-            if b.lsn().is_none_or(|x| x < lsn.0) {
-                b.set_lsn(lsn.0);
+    /// Moves every stream's bookmark up to `lsn` (never back).
+    fn bookmark<W: Write>(&mut self, ctx: &mut Ctx<'_, W>, lsn: Lsn) {
+        for (l, at) in self.live.iter().zip(&mut self.positions) {
+            if *at < lsn {
+                *at = lsn;
+                Phase::Streaming { lsn }.write(ctx.state.bookmark_mut(&l.id));
             }
         }
     }
@@ -347,8 +353,7 @@ impl Streamer {
             return Ok(Step::Continue);
         };
         let l = &self.live[i];
-        let done = ctx.state.bookmark(&l.id).and_then(|b| b.lsn());
-        if done.is_some_and(|b| b >= txn.end.0) {
+        if self.positions[i] >= txn.end {
             return Ok(Step::Continue); // in the initial copy or a previous run
         }
         if !self.refreshed && c.columns.iter().any(|col| !l.knows(&col.name)) {
@@ -432,8 +437,8 @@ impl Streamer {
     fn truncate<W: Write>(&mut self, ctx: &mut Ctx<'_, W>, i: usize) -> anyhow::Result<()> {
         let end = self.txn.as_ref().expect("in a transaction").end;
         let l = &mut self.live[i];
-        l.version = now_version().max(l.version + 1);
-        ctx.state.bookmark_mut(&l.id).set_version(l.version);
+        l.version = phase::new_version().max(l.version + 1);
+        phase::set_version(ctx.state.bookmark_mut(&l.id), l.version);
         ctx.writer.write_activate_version(&l.id, l.version)?;
         tracing::info!(
             "stream {}: TRUNCATE at {end}: new version {} activated",
@@ -633,10 +638,11 @@ mod tests {
                 &config.values,
             );
             let mut state = State::new();
-            state.bookmark_mut("public-t").set_lsn(lsn);
+            Phase::Streaming { lsn: Lsn(lsn) }.write(state.bookmark_mut("public-t"));
             let progress = Progress::new("slot s", "changes", Duration::ZERO, None);
             let streamer = Streamer::new(
                 vec![live],
+                vec![Lsn(lsn)],
                 vec![("public".into(), "t".into(), 0)],
                 end.map(Lsn),
                 progress,
@@ -676,7 +682,11 @@ mod tests {
         }
 
         fn lsn(&self) -> u64 {
-            self.state.bookmark("public-t").unwrap().lsn().unwrap()
+            let b = self.state.bookmark("public-t");
+            Phase::read(b, singer::catalog::ReplicationMethod::LogBased)
+                .lsn()
+                .unwrap()
+                .0
         }
 
         /// The messages written so far, `_sdc_deleted_at` times replaced.
@@ -899,7 +909,7 @@ mod tests {
         let v = m[0]["version"].as_i64().unwrap();
         assert!(v > 1);
         assert_eq!(m[1]["version"], v);
-        assert_eq!(s.state.bookmark("public-t").unwrap().version(), Some(v));
+        assert_eq!(phase::version(s.state.bookmark("public-t")), Some(v));
     }
 
     #[test]

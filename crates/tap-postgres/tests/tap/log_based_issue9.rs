@@ -331,3 +331,98 @@ async fn issue9_a_transaction_open_across_a_keepalive_bookmark_arrives_next_run(
     assert!(r3.output.status.success(), "{}", r3.stderr);
     assert_eq!(ids(&r3, "public-o"), [1]);
 }
+
+#[tokio::test]
+async fn issue9_a_key_change_streamed_before_it_is_visible_keeps_its_toasted_column() {
+    // wal2json sends a transaction once its commit record is decoded; a
+    // commit waiting for a standby is not yet visible to other sessions.
+    let custom = ClusterBuilder::new()
+        .setting("synchronous_standby_names", "never_connects")
+        .setting("synchronous_commit", "local")
+        .start();
+    let db = custom.create_database().await;
+    db.execute_batch(
+        "CREATE TABLE k (id int PRIMARY KEY, big text);
+         ALTER TABLE k ALTER COLUMN big SET STORAGE EXTERNAL;
+         INSERT INTO k VALUES (1, repeat('x', 5000));",
+    )
+    .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_invisible", json!({}));
+    let catalog = select(&discover(&files, &cfg), &[("public-k", "LOG_BASED", None)]);
+    let first = sync(&files, &cfg, &catalog, None);
+    assert!(first.output.status.success(), "{}", first.stderr);
+
+    let held = db.client().await;
+    let update = tokio::spawn(async move {
+        held.batch_execute("SET synchronous_commit = on; UPDATE k SET id = 10 WHERE id = 1")
+            .await
+            .unwrap();
+    });
+    wait_for(
+        &db,
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+        "the key change to wait for the standby",
+    )
+    .await;
+    let mut child = sync_command(&files, &cfg, &catalog, Some(&first.last_state()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Released once the tap has ended, or has the change and waits until
+    // it is visible.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let waiting = db
+            .query_json(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%txid_visible_in_snapshot%' \
+                 AND pid <> pg_backend_pid()",
+            )
+            .await;
+        if !waiting.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tap neither ended nor waited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    custom
+        .execute_batch("ALTER SYSTEM SET synchronous_standby_names = ''")
+        .await;
+    custom.execute_batch("SELECT pg_reload_conf()").await;
+    update.await.unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    let second = Run {
+        lines: stdout.lines().map(str::to_string).collect(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    };
+    assert!(second.output.status.success(), "{}", second.stderr);
+    let records: Vec<Value> = second
+        .of_type("RECORD")
+        .into_iter()
+        .map(|m| {
+            let mut r = m["record"].clone();
+            let o = r.as_object_mut().unwrap();
+            o.remove("_sdc_lsn");
+            if o["_sdc_deleted_at"].is_string() {
+                o.insert("_sdc_deleted_at".into(), json!("<t>"));
+            }
+            r
+        })
+        .collect();
+    assert_eq!(
+        records,
+        [
+            json!({"id": 1, "_sdc_deleted_at": "<t>"}),
+            json!({"id": 10, "big": "x".repeat(5000), "_sdc_deleted_at": null}),
+        ]
+    );
+}

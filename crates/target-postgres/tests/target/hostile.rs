@@ -336,3 +336,99 @@ async fn hundreds_of_streams_leave_no_staging_tables_alive() {
         vec![json!({"tables": STREAMS, "rows": STREAMS * 3})]
     );
 }
+
+/// Runs the target on `input` (with `batch_flush_interval: 1` and the
+/// input left open) until it prints a state with `"n": last`, reads its
+/// peak RSS (VmHWM, KiB) while it is still running, then ends the input.
+/// Returns the states' `n` and the peak.
+fn run_measured(
+    db: &pg_testkit::TestDb,
+    mut extra: serde_json::Value,
+    input: String,
+    last: i64,
+) -> (Vec<i64>, u64) {
+    use std::io::{BufRead as _, Write as _};
+    use std::process::{Command, Stdio};
+    extra["batch_flush_interval"] = json!(1);
+    let cfg = config(db, extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_target-postgres"))
+        .arg("--config")
+        .arg(cfg.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(input.as_bytes()).unwrap();
+        stdin
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let _ = tx.send(v["n"].as_i64().unwrap());
+        }
+    });
+    let mut printed = Vec::new();
+    while printed.last() != Some(&last) {
+        let n = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the last state within 60 s");
+        printed.push(n);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix(" kB"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    drop(writer.join().unwrap());
+    assert!(child.wait().unwrap().success());
+    (printed, peak)
+}
+
+/// Waiting states used to be bounded only by count (4,096): with 150 kB
+/// states that was 610 MiB behind one open batch. Now a state replaces a
+/// waiting one that needs the same batches, and waiting states count in
+/// `max_buffer_bytes` (superseded ones are shed first). 201 states of
+/// 200 kB (40 MB) pass through in bounded memory, the states printed are
+/// in order and end with the last one, and every row is loaded.
+#[tokio::test]
+async fn big_waiting_states_are_bounded_by_max_buffer_bytes() {
+    let streams = ["public-a", "public-b", "public-c"];
+    let mut m: Vec<serde_json::Value> = streams
+        .iter()
+        .map(|s| schema(s, json!({"id": {"type": "integer"}}), &["id"]))
+        .collect();
+    let pad = "x".repeat(200_000);
+    for i in 0..201 {
+        m.push(record(streams[i % 3], json!({"id": i})));
+        m.push(state(json!({"n": i, "pad": pad})));
+    }
+    let input = lines(&m);
+    for extra in [
+        json!({}),
+        json!({"max_buffer_bytes": 1_000_000, "batch_size_rows": 7}),
+    ] {
+        let db = pg_testkit::cluster().create_database().await;
+        let (printed, peak_kib) = run_measured(&db, extra.clone(), input.clone(), 200);
+        assert!(
+            printed.windows(2).all(|w| w[0] < w[1]),
+            "{extra}: {printed:?}"
+        );
+        assert_eq!(printed.last(), Some(&200), "{extra}");
+        assert!(peak_kib < 40 * 1024, "{extra}: peak RSS {peak_kib} KiB");
+        let counts = db
+            .query_json(
+                "SELECT (SELECT count(*) FROM tgt.a) AS a, (SELECT count(*) FROM tgt.b) AS b, \
+                 (SELECT count(*) FROM tgt.c) AS c",
+            )
+            .await;
+        assert_eq!(counts, vec![json!({"a": 67, "b": 67, "c": 67})], "{extra}");
+    }
+}

@@ -7,6 +7,7 @@ mod bad_input;
 mod deletes;
 mod direct;
 mod evolution;
+mod fuzz;
 mod hostile;
 mod kill;
 mod load;
