@@ -539,7 +539,7 @@ enum Kind_ {
 
 /// Whether an update's old key differs from its new key.
 /// Writes one record body, preceded by a widened SCHEMA when one of its
-/// values needed more than the stream's last SCHEMA said (`encode::Widen`).
+/// values needed more than the stream's last SCHEMA said (`values::Widen`).
 fn write_body<W: Write>(
     ctx: &mut Ctx<'_, W>,
     l: &Live,
