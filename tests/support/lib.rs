@@ -341,6 +341,31 @@ pub fn python_venv_in(
     Some(venv.join("bin"))
 }
 
+/// The newest pyenv interpreter `python3.<minor>` (`$(pyenv root)/versions/3.<minor>.*`),
+/// or `python3.<minor>` on PATH.
+pub fn pyenv_python(minor: u32) -> PathBuf {
+    let prefix = format!("3.{minor}.");
+    let root = Command::new("pyenv")
+        .arg("root")
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path().join("bin/python3"))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| PathBuf::from(format!("python3.{minor}")))
+}
+
 /// Whether this is a CI run (`CI=true` or `CI=1`, as CI services set it):
 /// there, a test that cannot reach what it needs fails instead of skipping.
 pub fn in_ci() -> bool {

@@ -470,8 +470,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watch<S> {
             Poll::Ready(Ok(())) => {
                 if !this.passive {
                     this.tracker.lock().waiting_since = None;
-                    let filled = buf.filled()[before..].to_vec();
-                    this.scan_back(&filled);
+                    this.scan_back(&buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
             }

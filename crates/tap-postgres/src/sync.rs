@@ -146,29 +146,27 @@ pub async fn run<W: Write>(
             .map_err(crate::read::explain_lost_connection)
             .with_context(|| format!("stream {id}"))?;
     }
-    // Each database once, in the order of its first stream.
-    let mut databases: Vec<String> = Vec::new();
-    for (d, _) in &log_streams {
-        if !databases.contains(d) {
-            databases.push(d.clone());
-        }
-    }
-    for db in databases {
-        let streams: Vec<LogStream<'_>> = log_streams
-            .iter()
-            .filter(|(d, _)| *d == db)
-            .map(|(_, s)| LogStream {
-                entry: s.entry,
-                table: s.table.clone(),
-                selected: s.selected.clone(),
-            })
-            .collect();
+    for (db, streams) in by_database(log_streams) {
         ctx.state.set_currently_syncing(None);
         log_based::run(&mut ctx, &config.log, &db, streams, &started_with).await?;
     }
     ctx.state.set_currently_syncing(None);
     ctx.emit_state()?;
     Ok(())
+}
+
+/// Groups `(database, item)` pairs by database: each database once, in the
+/// order of its first item, its items in their order (a catalog ordered
+/// A, B, A gives one pass over A, then one over B).
+pub fn by_database<T>(items: Vec<(String, T)>) -> Vec<(String, Vec<T>)> {
+    let mut groups: Vec<(String, Vec<T>)> = Vec::new();
+    for (db, item) in items {
+        match groups.iter_mut().find(|(d, _)| *d == db) {
+            Some((_, g)) => g.push(item),
+            None => groups.push((db, vec![item])),
+        }
+    }
+    groups
 }
 
 /// The stream's replication method; a change of method since the last run
@@ -289,4 +287,23 @@ fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> anyhow::Result<V
         bail!("no column is selected");
     }
     Ok(selected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_database;
+
+    #[test]
+    fn databases_a_b_a_are_two_groups_in_first_seen_order() {
+        let items = vec![
+            ("a".to_string(), 1),
+            ("b".to_string(), 2),
+            ("a".to_string(), 3),
+        ];
+        assert_eq!(
+            by_database(items),
+            [("a".to_string(), vec![1, 3]), ("b".to_string(), vec![2])]
+        );
+        assert!(by_database::<u8>(Vec::new()).is_empty());
+    }
 }

@@ -50,8 +50,8 @@ pub async fn send(
         let end = (at + SLICE_BYTES).min(data.len());
         sink.feed(data.slice(at..end)).await?;
         if cfg!(debug_assertions) && at == 0 {
-            // So that the server has part of the data when the
-            // failpoint fires.
+            // So that the server has part of the data when the failpoint
+            // fires.
             sink.flush().await?;
             crate::failpoint::hit("copy-mid");
         }

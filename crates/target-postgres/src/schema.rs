@@ -21,7 +21,8 @@
 //!   `x-singer.decimal` → numeric; unions (`type` lists, `anyOf`, `oneOf`)
 //!   unwrap to the natural type when their non-null branches agree
 //!   (integer + number → numeric; strings of several formats → text), see
-//!   [`derived_type`]; object, array, other unions and untyped → jsonb.
+//!   [`derived_type`]; an array of one scalar item type → that type's
+//!   array (`text[]`); object, other arrays and unions, untyped → jsonb.
 //! - Flattening (`data_flattening_max_level` = N, default 0): an object
 //!   property whose type includes `object` and that has non-empty
 //!   `properties`, at depth < N, is replaced in place by its children's
@@ -409,8 +410,10 @@ pub fn short_name(name: &str) -> String {
 /// Pydantic-derived taps write for optional fields) — unwrap to the natural
 /// type: `null` branches are dropped; branches of one type give that type;
 /// integer with number gives numeric; strings of different formats give
-/// text. Anything else (an object or array branch beside a scalar one,
-/// string beside number, …) stays jsonb, which holds every JSON value.
+/// text. An array whose items have one scalar type is a PostgreSQL array
+/// of it (`text[]`). Anything else (objects, arrays of objects or of
+/// arrays, string beside number, …) stays jsonb, which holds every JSON
+/// value.
 pub fn derived_type(schema: &Value) -> &'static str {
     let mut found: Vec<&'static str> = Vec::new();
     if !collect_types(schema, &mut found) || found.is_empty() {
@@ -424,6 +427,21 @@ pub fn derived_type(schema: &Value) -> &'static str {
         many if many.iter().all(|t| STRINGS.contains(t)) => "text",
         _ => "jsonb",
     }
+}
+
+/// The array type of a scalar column type; None for jsonb (items that
+/// may be arrays or objects: ragged or mixed JSON arrays stay jsonb).
+fn array_of(item: &str) -> Option<&'static str> {
+    Some(match item {
+        "bigint" => "bigint[]",
+        "numeric" => "numeric[]",
+        "boolean" => "boolean[]",
+        "text" => "text[]",
+        "timestamp with time zone" => "timestamp with time zone[]",
+        "date" => "date[]",
+        "time without time zone" => "time without time zone[]",
+        _ => return None,
+    })
 }
 
 /// Types a JSON string may load into, by `format`.
@@ -471,6 +489,14 @@ fn collect_types(schema: &Value, found: &mut Vec<&'static str>) -> bool {
                     "x-singer.decimal" | "singer.decimal" => "numeric",
                     _ => "text",
                 },
+                "array" => match schema.get("items").map(derived_type) {
+                    // One scalar item type: a one-dimensional PostgreSQL array.
+                    Some(item) => match array_of(item) {
+                        Some(a) => a,
+                        None => return false,
+                    },
+                    None => return false,
+                },
                 _ => return false,
             };
             found.push(column);
@@ -517,8 +543,21 @@ mod tests {
             (json!({"type": "object"}), "jsonb"),
             (
                 json!({"type": "array", "items": {"type": "integer"}}),
+                "bigint[]",
+            ),
+            (
+                json!({"type": ["array", "null"], "items": {"type": ["string"], "format": "date"}}),
+                "date[]",
+            ),
+            (
+                json!({"type": "array", "items": {"type": ["null", "integer", "array"]}}),
                 "jsonb",
             ),
+            (
+                json!({"type": "array", "items": {"type": "object"}}),
+                "jsonb",
+            ),
+            (json!({"type": "array"}), "jsonb"),
             (json!({"type": ["integer", "string"]}), "jsonb"),
             (json!({}), "jsonb"),
             (json!({"type": "null"}), "jsonb"),
@@ -546,7 +585,7 @@ mod tests {
             ),
             (
                 json!({"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]}),
-                "jsonb",
+                "text[]",
             ),
             (
                 json!({"anyOf": [{"type": "string"}, {"type": "integer"}]}),

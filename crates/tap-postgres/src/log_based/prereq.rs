@@ -68,9 +68,27 @@ pub fn check_tables(config: &LogConfig, streams: &[LogStream<'_>]) -> anyhow::Re
 /// the figures.
 pub async fn check_slot_health(client: &Client, slot: &Slot) -> anyhow::Result<()> {
     let name = &slot.name;
+    let reason = slot
+        .invalidation_reason
+        .as_deref()
+        .map(|r| format!(", invalidation_reason {r}"))
+        .unwrap_or_default();
+    let idle = slot
+        .inactive_since
+        .as_deref()
+        .map(|t| format!(", unused since {t}"))
+        .unwrap_or_default();
+    if slot.wal_status.as_deref() != Some("lost") && slot.invalidation_reason.is_some() {
+        bail!(
+            "replication slot {name:?} was invalidated by the server{reason}{idle}: it can no longer serve \
+             changes, and those since its position are lost. To resync: drop the slot \
+             (SELECT pg_drop_replication_slot('{name}');), remove the `lsn` bookmarks of its streams from the \
+             state so each gets a fresh initial copy, and run again"
+        );
+    }
     match slot.wal_status.as_deref() {
         Some("lost") => bail!(
-            "replication slot {name:?} has lost WAL it needed (wal_status lost: the server removed it, \
+            "replication slot {name:?} has lost WAL it needed (wal_status lost{reason}{idle}: the server removed it, \
              max_slot_wal_keep_size was exceeded): changes were lost and cannot be read again. To resync: drop the \
              slot (SELECT pg_drop_replication_slot('{name}');), remove the `lsn` bookmarks of its streams from the \
              state so each gets a fresh initial copy, and run again (raise max_slot_wal_keep_size, or run more often)"

@@ -29,6 +29,11 @@ pub struct Slot {
     /// `safe_wal_size` (PostgreSQL 13+): bytes of WAL that can still be
     /// written before the slot is in danger of losing its WAL.
     pub safe_wal_size: Option<i64>,
+    /// `invalidation_reason` (PostgreSQL 17+): why the server invalidated
+    /// the slot (`wal_removed`, `rows_removed`, `idle_timeout`, …).
+    pub invalidation_reason: Option<String>,
+    /// `inactive_since` (PostgreSQL 17+): since when no session used it.
+    pub inactive_since: Option<String>,
 }
 
 /// The slot names to try, in order, as the peers name them.
@@ -120,7 +125,8 @@ pub fn plugin_options(tables: &str) -> Vec<(&'static str, &str)> {
 
 const SLOT_QUERY: &str = "SELECT plugin, database, active_pid, confirmed_flush_lsn::text, restart_lsn::text, \
      CASE WHEN current_setting('server_version_num')::int >= 130000 THEN (to_jsonb(s) ->> 'wal_status') END, \
-     CASE WHEN current_setting('server_version_num')::int >= 130000 THEN (to_jsonb(s) ->> 'safe_wal_size')::bigint END \
+     CASE WHEN current_setting('server_version_num')::int >= 130000 THEN (to_jsonb(s) ->> 'safe_wal_size')::bigint END, \
+     to_jsonb(s) ->> 'invalidation_reason', to_jsonb(s) ->> 'inactive_since' \
      FROM pg_replication_slots s WHERE slot_name = $1";
 
 fn lsn(text: Option<String>) -> anyhow::Result<Lsn> {
@@ -163,6 +169,8 @@ pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> anyhow::Res
         restart: lsn(row.get(4))?,
         wal_status: row.get(5),
         safe_wal_size: row.get(6),
+        invalidation_reason: row.get(7),
+        inactive_since: row.get(8),
     }))
 }
 

@@ -426,3 +426,52 @@ async fn issue9_a_key_change_streamed_before_it_is_visible_keeps_its_toasted_col
         ]
     );
 }
+
+#[tokio::test]
+async fn issue9_a_slot_close_to_losing_its_wal_is_a_warning_with_the_figures() {
+    let custom = ClusterBuilder::new()
+        .setting("max_slot_wal_keep_size", "20MB")
+        .start();
+    let db = custom.create_database().await;
+    db.execute_batch("CREATE TABLE s (id int PRIMARY KEY); CREATE TABLE filler (v text);")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_close", json!({}));
+    let catalog = select(&discover(&files, &cfg), &[("public-s", "LOG_BASED", None)]);
+    let r1 = sync(&files, &cfg, &catalog, None);
+    assert!(r1.output.status.success(), "{}", r1.stderr);
+    // WAL the slot must keep, until less than a fifth of the allowance is left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let safe = db
+            .query_json(
+                "SELECT safe_wal_size FROM pg_replication_slots WHERE slot_name = 's_close'",
+            )
+            .await;
+        if safe[0]["safe_wal_size"]
+            .as_i64()
+            .is_some_and(|s| s < 4 << 20)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot kept its margin: {safe:?}"
+        );
+        db.execute_batch(
+            "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 1000);",
+        )
+        .await;
+    }
+    let run = sync(&files, &cfg, &catalog, Some(&r1.last_state()));
+    assert!(run.output.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.lines().any(|l| l.contains("WARN")
+            && l.contains("replication slot \"s_close\" can fall behind only ")
+            && l.contains(
+                "MB more before the server drops its WAL (max_slot_wal_keep_size 20 MB)"
+            )),
+        "{}",
+        run.stderr
+    );
+}
