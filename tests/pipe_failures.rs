@@ -1,7 +1,8 @@
 //! Failures across the `tap | target` pipe, with the real binaries: a target
 //! that dies makes the tap fail (broken pipe, non-zero exit); a tap that
 //! fails or is killed leaves the target printing no state past what it
-//! committed.
+//! committed; a network path that stalls (pg_testkit::StallProxy) ends the
+//! tap's reads and the target's load in bounded time with one CRITICAL line.
 
 use std::io::Read;
 use std::path::Path;
