@@ -48,7 +48,7 @@ lint:
 ## docs: regenerate what is generated from schemas/: the README's settings tables,
 ## the settings of examples/meltano/meltano.yml and the plugin definitions in examples/meltano/hub/
 docs:
-	UPDATE_GENERATED=1 $(CARGO) test -p e2e --test docs
+	UPDATE_GENERATED=1 $(CARGO) test -p e2e --test end_to_end docs::
 
 ## demo: the main job end to end on a throwaway local cluster
 demo: setup build

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use e2e::{assert_same_rows, bin, discover, select, workspace_root, write_json};
+use e2e::{assert_same_rows, bin, config_file, discover, select, workspace_root, write_json};
 use pg_testkit::cluster;
 use serde_json::{json, Value};
 
@@ -67,13 +67,18 @@ async fn sync_sh_keeps_the_committed_state_when_the_target_dies_and_resumes_from
         )
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut tap = source.conn_config();
-    tap["state_interval_rows"] = json!(1000);
-    let tap_cfg = write_json(dir.path(), "tap.json", &tap);
-    let mut t = target.conn_config();
-    t["default_target_schema"] = json!("copy");
-    t["batch_size_rows"] = json!(1000);
-    write_json(dir.path(), "target.json", &t);
+    let tap_cfg = config_file(
+        dir.path(),
+        "tap.json",
+        &source,
+        json!({"state_interval_rows": 1000}),
+    );
+    config_file(
+        dir.path(),
+        "target.json",
+        &target,
+        json!({"default_target_schema": "copy", "batch_size_rows": 1000}),
+    );
     write_json(
         dir.path(),
         "catalog.json",

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::{discover, pipe, rows, select, write_json, Pipeline};
+use e2e::{config_file, discover, pipe, rows, select, write_json, Pipeline};
 use pg_testkit::{cluster, TestDb};
 use serde_json::{json, Value};
 
@@ -20,16 +20,18 @@ struct Setup {
 impl Setup {
     fn new(source: &TestDb, target: &TestDb, streams: &[&str], target_extra: Value) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let mut tap = source.conn_config();
-        tap["replication_slot"] = json!(format!("e2e_{}", source.name()).to_lowercase());
-        tap["create_replication_slot"] = json!(true);
-        let tap = write_json(dir.path(), "tap.json", &tap);
-        let mut t = target.conn_config();
-        t["default_target_schema"] = json!("copy");
+        let slot = format!("e2e_{}", source.name()).to_lowercase();
+        let tap = config_file(
+            dir.path(),
+            "tap.json",
+            source,
+            json!({"replication_slot": slot, "create_replication_slot": true}),
+        );
+        let mut extra = json!({"default_target_schema": "copy"});
         for (k, v) in target_extra.as_object().unwrap() {
-            t[k] = v.clone();
+            extra[k] = v.clone();
         }
-        let target = write_json(dir.path(), "target.json", &t);
+        let target = config_file(dir.path(), "target.json", target, extra);
         let wanted: Vec<(&str, &str, Option<&str>)> =
             streams.iter().map(|s| (*s, "LOG_BASED", None)).collect();
         let catalog = write_json(

@@ -5,7 +5,7 @@
 //! data, a table called `errors`, are logged as they are: not ours to hide.)
 //! Names with control characters are escaped, so one event stays one line.
 
-use e2e::{discover, pipe, select, write_json, Pipeline};
+use e2e::{config_file, discover, pipe, select, write_json, Pipeline};
 use pg_testkit::cluster;
 use serde_json::json;
 
@@ -37,14 +37,19 @@ async fn successful_runs_log_no_error_or_exception() {
         )
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut tap = source.conn_config();
-    tap["replication_slot"] = json!(format!("logs_{}", source.name()).to_lowercase());
-    tap["create_replication_slot"] = json!(true);
-    let tap_cfg = write_json(dir.path(), "tap.json", &tap);
-    let mut t = target.conn_config();
-    t["default_target_schema"] = json!("copy");
-    t["hard_delete"] = json!(true);
-    let target_cfg = write_json(dir.path(), "target.json", &t);
+    let slot = format!("logs_{}", source.name()).to_lowercase();
+    let tap_cfg = config_file(
+        dir.path(),
+        "tap.json",
+        &source,
+        json!({"replication_slot": slot, "create_replication_slot": true}),
+    );
+    let target_cfg = config_file(
+        dir.path(),
+        "target.json",
+        &target,
+        json!({"default_target_schema": "copy", "hard_delete": true}),
+    );
     let catalog = write_json(
         dir.path(),
         "catalog.json",
@@ -76,7 +81,7 @@ async fn successful_runs_log_no_error_or_exception() {
     source
         .execute_batch(&format!(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{}'",
-            tap["replication_slot"].as_str().unwrap()
+            slot
         ))
         .await;
 }
@@ -117,10 +122,13 @@ async fn names_with_newlines_stay_on_their_line() {
         ))
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let tap_cfg = write_json(dir.path(), "tap.json", &source.conn_config());
-    let mut t = target.conn_config();
-    t["default_target_schema"] = json!("copy");
-    let target_cfg = write_json(dir.path(), "target.json", &t);
+    let tap_cfg = config_file(dir.path(), "tap.json", &source, json!({}));
+    let target_cfg = config_file(
+        dir.path(),
+        "target.json",
+        &target,
+        json!({"default_target_schema": "copy"}),
+    );
     let id = format!("public-{table}");
     let catalog = write_json(
         dir.path(),

@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use e2e::{assert_same_rows, bin, select, workspace_root, write_json};
+use e2e::{assert_same_rows, bin, discover, discover_with, select, workspace_root, write_json};
 use pg_testkit::{cluster, TestDb};
 use serde_json::{json, Value};
 
@@ -190,18 +190,6 @@ async fn same(source: &TestDb, target: &TestDb, schema: &str) {
     .await;
 }
 
-fn discover_with(program: PathBuf, config: &Path) -> Value {
-    let out = Command::new(program)
-        .arg("--config")
-        .arg(config)
-        .arg("--discover")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "discover: {}", texts(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 async fn drop_slot(db: &TestDb, slot: &str) {
     db.execute_batch(&format!(
         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'"
@@ -230,7 +218,7 @@ async fn our_tap_loads_with_the_pipelinewise_target() {
         dir.path(),
         "catalog.json",
         &select(
-            &discover_with(bin("tap-postgres"), &tap_cfg),
+            &discover(&tap_cfg),
             &[
                 ("public-orders", "INCREMENTAL", Some("updated_at")),
                 ("public-events", "LOG_BASED", None),
@@ -288,7 +276,7 @@ async fn our_target_loads_the_pipelinewise_tap_and_our_tap_takes_over_its_state(
         dir.path(),
         "catalog.json",
         &select(
-            &discover_with(pw.join("tap-postgres"), &tap_cfg),
+            &discover_with(&pw.join("tap-postgres"), &tap_cfg),
             &[
                 ("public-orders", "FULL_TABLE", None),
                 ("public-events", "LOG_BASED", None),
@@ -327,7 +315,7 @@ async fn our_target_loads_the_pipelinewise_tap_and_our_tap_takes_over_its_state(
         dir.path(),
         "our-catalog.json",
         &select(
-            &discover_with(bin("tap-postgres"), &ours_cfg),
+            &discover(&ours_cfg),
             &[("public-events", "LOG_BASED", None)],
         ),
     );
@@ -431,7 +419,7 @@ async fn our_tap_resumes_from_a_captured_pipelinewise_state() {
         dir.path(),
         "catalog.json",
         &select(
-            &discover_with(bin("tap-postgres"), &tap_cfg),
+            &discover(&tap_cfg),
             &[
                 ("public-orders", "FULL_TABLE", None),
                 ("public-events", "LOG_BASED", None),

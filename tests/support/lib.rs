@@ -130,20 +130,44 @@ pub fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> PathBuf 
     p
 }
 
+/// Writes `dir/name`: the connection settings of `db` with the keys of
+/// `extra` added (or replaced) — the config file of a tap or a target.
+pub fn config_file(
+    dir: &Path,
+    name: &str,
+    db: &pg_testkit::TestDb,
+    extra: serde_json::Value,
+) -> PathBuf {
+    let mut config = db.conn_config();
+    for (k, v) in extra.as_object().expect("extra settings are an object") {
+        config[k] = v.clone();
+    }
+    write_json(dir, name, &config)
+}
+
 /// Runs `tap-postgres --config <tap_config> --discover` and returns the
 /// catalog.
 ///
 /// # Panics
 /// If discovery fails (with its stderr).
 pub fn discover(tap_config: &Path) -> serde_json::Value {
-    let out = Command::new(bin("tap-postgres"))
+    discover_with(&bin("tap-postgres"), tap_config)
+}
+
+/// Runs `<tap> --config <tap_config> --discover` (any Singer tap: ours or
+/// a peer's) and returns the catalog.
+///
+/// # Panics
+/// If discovery fails (with its stderr).
+pub fn discover_with(tap: &Path, tap_config: &Path) -> serde_json::Value {
+    let out = Command::new(tap)
         .arg("--config")
         .arg(tap_config)
         .arg("--discover")
         .env_remove("LOG_LEVEL")
         .stdin(Stdio::null())
         .output()
-        .expect("tap runs");
+        .unwrap_or_else(|e| panic!("{} runs: {e}", tap.display()));
     assert!(
         out.status.success(),
         "discovery failed: {}",
@@ -502,6 +526,8 @@ pub struct Running {
     child: std::process::Child,
     stdout: std::thread::JoinHandle<String>,
     stderr: std::thread::JoinHandle<String>,
+    /// stderr as it arrives, line by line.
+    stderr_now: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// How a [`Running`] program ended.
@@ -527,20 +553,48 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the program starts");
-        let collect = |mut r: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = r.read_to_string(&mut s);
-                s
-            })
-        };
-        let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
-        let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
+        let collect =
+            |r: Box<dyn std::io::Read + Send>,
+             now: Option<std::sync::Arc<std::sync::Mutex<String>>>| {
+                std::thread::spawn(move || {
+                    let mut all = String::new();
+                    let mut reader = std::io::BufReader::new(r);
+                    let mut line = Vec::new();
+                    while std::io::BufRead::read_until(&mut reader, b'\n', &mut line)
+                        .is_ok_and(|n| n > 0)
+                    {
+                        let text = String::from_utf8_lossy(&line);
+                        all.push_str(&text);
+                        if let Some(now) = &now {
+                            now.lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push_str(&text);
+                        }
+                        line.clear();
+                    }
+                    all
+                })
+            };
+        let stderr_now = std::sync::Arc::default();
+        let stdout = collect(Box::new(child.stdout.take().expect("stdout")), None);
+        let stderr = collect(
+            Box::new(child.stderr.take().expect("stderr")),
+            Some(std::sync::Arc::clone(&stderr_now)),
+        );
         Running {
             child,
             stdout,
             stderr,
+            stderr_now,
         }
+    }
+
+    /// What it has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr_now
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Waits for the end, at most `limit` (then kills it and panics).
