@@ -39,6 +39,7 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::Transaction;
 
 use crate::discovery::Column;
+use crate::error::{bail, Result};
 use crate::types::Kind;
 
 /// How one column travels in the binary COPY.
@@ -553,9 +554,9 @@ pub async fn copy_rows<F>(
     query: &str,
     columns: usize,
     mut on_row: F,
-) -> anyhow::Result<u64>
+) -> Result<u64>
 where
-    F: FnMut(&[u8], &[Option<Range<usize>>]) -> anyhow::Result<()>,
+    F: FnMut(&[u8], &[Option<Range<usize>>]) -> Result<()>,
 {
     let sql = format!("COPY ({query}) TO STDOUT (FORMAT binary)");
     let stream = tx.copy_out(sql.as_str()).await?;
@@ -591,9 +592,9 @@ impl RowReader {
     }
 
     /// Calls `on_row` for every row completed by `chunk`.
-    pub fn feed<F>(&mut self, chunk: &[u8], on_row: &mut F) -> anyhow::Result<()>
+    pub fn feed<F>(&mut self, chunk: &[u8], on_row: &mut F) -> Result<()>
     where
-        F: FnMut(&[u8], &[Option<Range<usize>>]) -> anyhow::Result<()>,
+        F: FnMut(&[u8], &[Option<Range<usize>>]) -> Result<()>,
     {
         if self.pending.is_empty() {
             let used = self.parse(chunk, on_row)?;
@@ -609,17 +610,17 @@ impl RowReader {
     }
 
     /// The number of rows, once the data ended as it must.
-    pub fn finish(self) -> anyhow::Result<u64> {
+    pub fn finish(self) -> Result<u64> {
         if !self.ended || !self.pending.is_empty() {
-            anyhow::bail!("binary COPY output ended in the middle of a row");
+            bail!("binary COPY output ended in the middle of a row");
         }
         Ok(self.rows)
     }
 
     /// Parses the complete rows at the start of `buf`; returns the bytes used.
-    fn parse<F>(&mut self, buf: &[u8], on_row: &mut F) -> anyhow::Result<usize>
+    fn parse<F>(&mut self, buf: &[u8], on_row: &mut F) -> Result<usize>
     where
-        F: FnMut(&[u8], &[Option<Range<usize>>]) -> anyhow::Result<()>,
+        F: FnMut(&[u8], &[Option<Range<usize>>]) -> Result<()>,
     {
         let mut pos = 0;
         if !self.header_done {
@@ -628,7 +629,7 @@ impl RowReader {
                 return Ok(0);
             }
             if &buf[..11] != SIGNATURE {
-                anyhow::bail!("binary COPY output does not start with the PGCOPY signature");
+                bail!("binary COPY output does not start with the PGCOPY signature");
             }
             let ext = be_i32(&buf[15..19]) as usize;
             if buf.len() < 19 + ext {
@@ -640,7 +641,7 @@ impl RowReader {
         loop {
             if self.ended {
                 if pos < buf.len() {
-                    anyhow::bail!("binary COPY output has data after its end marker");
+                    bail!("binary COPY output has data after its end marker");
                 }
                 return Ok(pos);
             }
@@ -654,7 +655,7 @@ impl RowReader {
                 continue;
             }
             if count as usize != self.columns {
-                anyhow::bail!(
+                bail!(
                     "binary COPY row has {count} fields, expected {}",
                     self.columns
                 );

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use singer::catalog::ReplicationMethod;
 
 use crate::discovery::Filter;
+use crate::error::{bail, err, Result};
 use crate::values::{ByteaEncoding, OutOfRange, SpecialNumbers, ValueOptions};
 
 /// Everything the tap reads from its config besides the connection.
@@ -51,7 +52,7 @@ fn list(config: &Map<String, Value>, key: &str) -> Option<Vec<String>> {
     (!items.is_empty()).then_some(items)
 }
 
-fn uint(config: &Map<String, Value>, key: &str) -> anyhow::Result<Option<u64>> {
+fn uint(config: &Map<String, Value>, key: &str) -> Result<Option<u64>> {
     Ok(match get(config, key) {
         None => None,
         Some(Value::Number(n)) => n.as_u64(),
@@ -59,14 +60,14 @@ fn uint(config: &Map<String, Value>, key: &str) -> anyhow::Result<Option<u64>> {
         Some(Value::String(s)) => Some(
             s.trim()
                 .parse()
-                .map_err(|_| anyhow::anyhow!("`{key}` must be a non-negative integer"))?,
+                .map_err(|_| err!(config, "`{key}` must be a non-negative integer"))?,
         ),
-        Some(_) => anyhow::bail!("`{key}` must be a non-negative integer"),
+        Some(_) => bail!(config, "`{key}` must be a non-negative integer"),
     })
 }
 
 /// A boolean given as `true`/`false` or `"true"`/`"false"`.
-pub fn flag(config: &Map<String, Value>, key: &str, default: bool) -> anyhow::Result<bool> {
+pub fn flag(config: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
     match get(config, key) {
         None => Ok(default),
         Some(v) => Ok(pg::config::boolean(key, v)?),
@@ -78,29 +79,29 @@ fn choice<T: Copy>(
     key: &str,
     options: &[(&str, T)],
     default: T,
-) -> anyhow::Result<T> {
+) -> Result<T> {
     match get(config, key).and_then(Value::as_str) {
         None => Ok(default),
         Some(s) => options
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(s))
             .map(|(_, v)| *v)
-            .ok_or_else(|| anyhow::anyhow!("`{key}`: {s:?} is not a valid choice")),
+            .ok_or_else(|| err!(config, "`{key}`: {s:?} is not a valid choice")),
     }
 }
 
 impl TapConfig {
     /// Reads the settings.
-    pub fn from_json(config: &Map<String, Value>) -> anyhow::Result<TapConfig> {
+    pub fn from_json(config: &Map<String, Value>) -> Result<TapConfig> {
         let connection = pg::ConnectionConfig::from_json(config, "tap-postgres")?;
         let secondary = if flag(config, "use_secondary", false)? {
             let host = get(config, "secondary_host")
                 .and_then(Value::as_str)
-                .ok_or_else(|| anyhow::anyhow!("`use_secondary` needs `secondary_host`"))?;
+                .ok_or_else(|| err!(config, "`use_secondary` needs `secondary_host`"))?;
             let port = uint(config, "secondary_port")?
-                .ok_or_else(|| anyhow::anyhow!("`use_secondary` needs `secondary_port`"))?;
+                .ok_or_else(|| err!(config, "`use_secondary` needs `secondary_port`"))?;
             let port = u16::try_from(port)
-                .map_err(|_| anyhow::anyhow!("`secondary_port`: {port} is not a TCP port"))?;
+                .map_err(|_| err!(config, "`secondary_port`: {port} is not a TCP port"))?;
             Some(connection.for_host(host, port))
         } else {
             None
@@ -111,7 +112,7 @@ impl TapConfig {
             .filter(|s| !s.is_empty())
             .map(|s| {
                 s.parse::<ReplicationMethod>()
-                    .map_err(|_| anyhow::anyhow!("`default_replication_method`: {s:?} is not FULL_TABLE, INCREMENTAL or LOG_BASED"))
+                    .map_err(|_| err!(config, "`default_replication_method`: {s:?} is not FULL_TABLE, INCREMENTAL or LOG_BASED"))
             })
             .transpose()?;
         let values = ValueOptions {

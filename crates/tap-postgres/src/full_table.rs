@@ -23,6 +23,7 @@ use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
 use crate::binary::copy_rows;
+use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
@@ -50,7 +51,7 @@ pub async fn sync<W: Write>(
     plan: &StreamPlan,
     key: &[String],
     kind: CopyKind<'_>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let id = plan.stream.clone();
     let bookmark = ctx.bookmark(&id);
     let old_version = phase::version(bookmark);
@@ -131,9 +132,7 @@ pub async fn sync<W: Write>(
             format!("SELECT {select} FROM {table} {filter} ORDER BY {order} LIMIT {chunk}")
         };
         let rows = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
-            let record = encoder
-                .encode_binary(row, fields)
-                .map_err(anyhow::Error::from)?;
+            let record = encoder.encode_binary(row, fields).map_err(Error::from)?;
             ctx.widen_schema(plan, &[])?;
             ctx.write_record_raw(&id, record, Some(version), Some(&time))?;
             progress.row();

@@ -21,6 +21,7 @@ use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
 use crate::binary::copy_rows;
+use crate::error::{Error, Result};
 use crate::full_table::report_replaced;
 use crate::output::Output;
 use crate::phase::{self, Phase};
@@ -34,7 +35,7 @@ pub async fn sync<W: Write>(
     client: &mut Client,
     plan: &StreamPlan,
     key: &str,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let id = plan.stream.clone();
     let method = ReplicationMethod::Incremental;
     let (start, version) = match ctx.phase(&id, method) {
@@ -128,9 +129,7 @@ pub async fn sync<W: Write>(
         phase.write(b);
     };
     let total = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
-        let record = encoder
-            .encode_binary(row, fields)
-            .map_err(anyhow::Error::from)?;
+        let record = encoder.encode_binary(row, fields).map_err(Error::from)?;
         ctx.widen_schema(plan, &[key])?;
         ctx.write_record_raw(&id, record, Some(version), Some(&time))?;
         progress.row();

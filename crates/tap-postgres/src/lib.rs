@@ -1,8 +1,9 @@
 //! `tap-postgres`: reads a PostgreSQL database and writes Singer messages to
 //! stdout.
 //!
-//! This crate holds the program's logic; `main.rs` only parses arguments and
-//! turns the result into an exit code.
+//! This crate holds the program's logic; `main.rs` only parses arguments,
+//! loads the config (`plugin::cli::start`) and turns the result into an
+//! exit code.
 //!
 //! - [`discovery`]: `pg_catalog` → tables and the Singer catalog.
 //! - [`types`], [`encode`]: the JSON Schema and the JSON value of every
@@ -13,6 +14,7 @@
 //!   through [`output`].
 //! - [`phase`]: where a stream is (fresh, copying, streaming, incremental),
 //!   the only reader and writer of bookmark keys.
+//! - [`error`]: the tap's one error type.
 //! - [`config`]: the tap's settings; [`values`]: the value policies it
 //!   sets (a leaf module).
 #![warn(missing_docs)]
@@ -21,6 +23,7 @@ pub mod binary;
 pub mod config;
 pub mod discovery;
 pub mod encode;
+pub mod error;
 pub mod full_table;
 pub mod incremental;
 pub mod log_based;
@@ -37,9 +40,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use plugin::cli::{CommonArgs, Startup};
+use plugin::cli::CommonArgs;
 use plugin::{About, Settings};
+
+pub use crate::error::Error;
+use crate::error::{Context as _, Result};
 
 /// The program's about facts.
 pub const ABOUT: About = About {
@@ -89,15 +94,11 @@ pub struct Args {
     pub state: Option<PathBuf>,
 }
 
-/// Runs the program.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let settings = settings();
-    let config = match plugin::cli::start(&args.common, &ABOUT, &settings)? {
-        Startup::Done => return Ok(ExitCode::SUCCESS),
-        Startup::Run(config) => config,
-    };
+/// Runs the program with `config`, the validated config file
+/// (`plugin::cli::start`, which the binary calls first).
+pub fn run(args: &Args, config: &serde_json::Map<String, serde_json::Value>) -> Result<ExitCode> {
     let config_file = args.common.config.last().expect("config was loaded");
-    let config = config::TapConfig::from_json(&config)
+    let config = config::TapConfig::from_json(config)
         .with_context(|| format!("{}", config_file.display()))?;
     // Two workers: the connection task reads the socket while the sync
     // task encodes, so both cores work.
@@ -114,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .as_ref()
             .or(args.properties.as_ref())
             .ok_or_else(|| {
-                anyhow::anyhow!("nothing to do: give --discover, or --catalog FILE to sync")
+                Error::config("nothing to do: give --discover, or --catalog FILE to sync")
             })?;
         let catalog = singer::Catalog::from_path(catalog_path)?;
         let state = match &args.state {
@@ -128,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn discover(config: &config::TapConfig) -> anyhow::Result<ExitCode> {
+async fn discover(config: &config::TapConfig) -> Result<ExitCode> {
     let conn = config.read_connection();
     let client = pg::connect(conn).await?;
     let tables = discovery::discover(&client, &config.filter)

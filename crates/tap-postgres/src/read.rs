@@ -15,6 +15,7 @@ use futures_util::{pin_mut, TryStreamExt};
 use serde_json::Value;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
+use crate::error::{bail, Error, Result};
 use crate::rows::{bookmark_input, StreamPlan};
 
 /// Binds `values` of the plan's `columns` as `tap_postgres.k0…` and returns
@@ -45,9 +46,9 @@ pub async fn bind_values(
 
 /// Runs `COPY (<query>) TO STDOUT` and calls `on_line` with each row's
 /// line (without its newline). Returns the number of rows.
-pub async fn copy_lines<F>(tx: &Transaction<'_>, query: &str, mut on_line: F) -> anyhow::Result<u64>
+pub async fn copy_lines<F>(tx: &Transaction<'_>, query: &str, mut on_line: F) -> Result<u64>
 where
-    F: FnMut(&[u8]) -> anyhow::Result<()>,
+    F: FnMut(&[u8]) -> Result<()>,
 {
     let sql = format!("COPY ({query}) TO STDOUT");
     let stream = tx.copy_out(sql.as_str()).await?;
@@ -58,7 +59,7 @@ where
         rows += split_lines(&chunk, &mut pending, &mut on_line)?;
     }
     if !pending.is_empty() {
-        anyhow::bail!("COPY output ended in the middle of a row");
+        bail!("COPY output ended in the middle of a row");
     }
     Ok(rows)
 }
@@ -66,45 +67,35 @@ where
 /// Says what a failure means when its cause is a lost connection (the
 /// server restarted, the backend was terminated, the network dropped): a
 /// rerun resumes from the last state. Other errors are returned as they are.
-pub fn explain_lost_connection(e: anyhow::Error) -> anyhow::Error {
+pub fn explain_lost_connection(e: Error) -> Error {
+    let Some(pg) = e.find::<tokio_postgres::Error>() else {
+        return e;
+    };
     // A stall (pg::stall) already says what happened and that a rerun
     // resumes.
-    let stalled = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
-        .and_then(|pg| pg.as_db_error())
+    if let Some(d) = pg
+        .as_db_error()
         .filter(|d| d.code().code() == pg::stall::STALL_SQLSTATE)
-        .map(|d| d.message().to_string());
-    if let Some(message) = stalled {
-        return anyhow::anyhow!(message);
+    {
+        return Error::connection(d.message());
     }
-    let lost = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
-        .and_then(|pg| {
-            let io = std::error::Error::source(pg).is_some_and(|s| s.is::<std::io::Error>());
-            let terminated = pg
-                .as_db_error()
-                .is_some_and(|d| d.code().code().starts_with("57P"));
-            (pg.is_closed() || io || terminated).then(|| {
-                pg.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| pg.to_string())
-            })
-        });
-    match lost {
-        Some(cause) => anyhow::anyhow!(
-            "the connection to the server was lost ({cause}); a rerun from the last state resumes"
-        ),
-        None => e,
+    if !crate::error::connection_lost(pg) {
+        return e;
     }
+    let cause = pg
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| pg.to_string());
+    Error::connection(format!(
+        "the connection to the server was lost ({cause}); a rerun from the last state resumes"
+    ))
 }
 
 /// The server sends one row per CopyData message; this still copes with
 /// rows split across messages.
-fn split_lines<F>(chunk: &Bytes, pending: &mut Vec<u8>, on_line: &mut F) -> anyhow::Result<u64>
+fn split_lines<F>(chunk: &Bytes, pending: &mut Vec<u8>, on_line: &mut F) -> Result<u64>
 where
-    F: FnMut(&[u8]) -> anyhow::Result<()>,
+    F: FnMut(&[u8]) -> Result<()>,
 {
     let mut rows = 0;
     let mut rest: &[u8] = chunk;

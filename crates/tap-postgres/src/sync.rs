@@ -22,7 +22,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use anyhow::{anyhow, bail, Context as _};
 use singer::catalog::ReplicationMethod;
 use singer::{Catalog, CatalogEntry, MessageWriter, State};
 use tokio_postgres::Client;
@@ -30,6 +29,7 @@ use tokio_postgres::Client;
 use crate::config::TapConfig;
 use crate::discovery::{discover, Filter, Table};
 use crate::encode::SESSION_SETTINGS;
+use crate::error::{bail, err, Context as _, Result};
 use crate::log_based::{self, LogStream};
 use crate::output::Output;
 use crate::rows::StreamPlan;
@@ -37,7 +37,7 @@ use crate::{full_table, incremental};
 
 /// Opens a reading connection to `dbname` with the session settings the
 /// value encoding relies on.
-pub async fn connect_reader(config: &TapConfig, dbname: &str) -> anyhow::Result<Client> {
+pub async fn connect_reader(config: &TapConfig, dbname: &str) -> Result<Client> {
     let conn = config.read_connection().for_database(dbname);
     let client = pg::connect(&conn).await?;
     client
@@ -53,7 +53,7 @@ pub async fn run<W: Write>(
     catalog: &Catalog,
     state: State,
     writer: &mut MessageWriter<W>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let mut streams: Vec<&CatalogEntry> = catalog.selected_streams().collect();
     if streams.is_empty() {
         tracing::warn!("no stream is selected in the catalog: nothing to sync");
@@ -106,11 +106,11 @@ pub async fn run<W: Write>(
             );
             continue;
         };
-        let method = resolve_method(&mut ctx, entry).with_context(|| format!("stream {id}"))?;
+        let method = resolve_method(&mut ctx, entry).map_err(|e| e.in_stream(id))?;
         if method == ReplicationMethod::LogBased {
             // Logical streams run after the others, one slot per database.
             let mut selected: Vec<String> = check_columns(entry, table)
-                .with_context(|| format!("stream {id}"))?
+                .map_err(|e| e.in_stream(id))?
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
@@ -140,7 +140,7 @@ pub async fn run<W: Write>(
         sync_stream(&mut ctx, client, entry, table, method)
             .await
             .map_err(crate::read::explain_lost_connection)
-            .with_context(|| format!("stream {id}"))?;
+            .map_err(|e| e.in_stream(id))?;
     }
     for (db, streams) in by_database(log_streams) {
         ctx.set_currently_syncing(None);
@@ -170,13 +170,14 @@ pub fn by_database<T>(items: Vec<(String, T)>) -> Vec<(String, Vec<T>)> {
 fn resolve_method<W: Write>(
     ctx: &mut Output<'_, W>,
     entry: &CatalogEntry,
-) -> anyhow::Result<ReplicationMethod> {
+) -> Result<ReplicationMethod> {
     let id = entry.tap_stream_id.as_str();
     let method = entry
         .replication_method()?
         .or(ctx.config().default_replication_method)
         .ok_or_else(|| {
-            anyhow!(
+            err!(
+                config,
                 "no replication method: set `replication-method` in the stream's catalog metadata \
                  or `default_replication_method` in the config"
             )
@@ -199,7 +200,7 @@ async fn sync_stream<W: Write>(
     entry: &CatalogEntry,
     table: &Table,
     method: ReplicationMethod,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let selected = check_columns(entry, table)?;
     match method {
         ReplicationMethod::FullTable => {
@@ -215,11 +216,15 @@ async fn sync_stream<W: Write>(
             let key = entry
                 .replication_key()
                 .ok_or_else(|| {
-                    anyhow!("INCREMENTAL needs a `replication-key` in the catalog metadata")
+                    err!(
+                        config,
+                        "INCREMENTAL needs a `replication-key` in the catalog metadata"
+                    )
                 })?
                 .to_string();
             let column = table.column(&key).ok_or_else(|| {
-                anyhow!(
+                err!(
+                    config,
                     "replication key {key:?} is not a column of {}.{}",
                     table.schema,
                     table.name
@@ -227,6 +232,7 @@ async fn sync_stream<W: Write>(
             })?;
             if !crate::types::can_be_replication_key(&column.kind) {
                 bail!(
+                    config,
                     "replication key {key:?} has type {}, which cannot be compared as a bookmark",
                     column.sql_type
                 );
@@ -239,7 +245,7 @@ async fn sync_stream<W: Write>(
 }
 
 /// The selected columns, checked against the table as it is now.
-fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> anyhow::Result<Vec<&'e str>> {
+fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> Result<Vec<&'e str>> {
     let mut selected = entry.selected_properties();
     // Key columns are always read, even if a catalog deselected them.
     for key in &table.primary_key {
@@ -257,6 +263,7 @@ fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> anyhow::Result<V
     for name in &selected {
         let Some(column) = table.column(name) else {
             bail!(
+                config,
                 "column {name:?} is selected but no longer exists (dropped since discovery?); \
                  run discovery again"
             );
@@ -268,6 +275,7 @@ fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> anyhow::Result<V
         if let Some(t) = catalog_type {
             if t != column.sql_type_name {
                 bail!(
+                    config,
                     "column {name:?} was {t} at discovery and is {} now; run discovery again",
                     column.sql_type_name
                 );
@@ -275,7 +283,7 @@ fn check_columns<'e>(entry: &'e CatalogEntry, table: &Table) -> anyhow::Result<V
         }
     }
     if selected.is_empty() {
-        bail!("no column is selected");
+        bail!(config, "no column is selected");
     }
     Ok(selected)
 }

@@ -41,6 +41,7 @@ use tokio_postgres::Client;
 pub use crate::config::LogConfig;
 use crate::discovery::{RelKind, Table};
 use crate::encode::SESSION_SETTINGS;
+use crate::error::Result;
 use crate::output::Output;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
@@ -65,7 +66,7 @@ pub async fn run<W: Write>(
     dbname: &str,
     streams: Vec<LogStream<'_>>,
     started_with: &singer::State,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let conn = ctx.config().connection.for_database(dbname);
     let mut primary = pg::connect(&conn).await?;
     primary.batch_execute(SESSION_SETTINGS).await?;
@@ -140,7 +141,7 @@ fn position(b: Option<&singer::Bookmark>) -> Option<Lsn> {
     Phase::read(b, ReplicationMethod::LogBased).lsn()
 }
 
-async fn wal_position(client: &Client) -> anyhow::Result<Lsn> {
+async fn wal_position(client: &Client) -> Result<Lsn> {
     let now: String = client
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await?
@@ -154,7 +155,7 @@ async fn streamed_tables<W: Write>(
     ctx: &mut Output<'_, W>,
     primary: &Client,
     streams: &[LogStream<'_>],
-) -> anyhow::Result<(Vec<Live>, Vec<(String, String, usize)>)> {
+) -> Result<(Vec<Live>, Vec<(String, String, usize)>)> {
     let mut live = Vec::new();
     let mut tables = Vec::new();
     for (i, s) in streams.iter().enumerate() {

@@ -7,16 +7,16 @@
 //! error, never a silent gap. The one way past it is the explicit
 //! `allow_state_behind_slot`.
 
-use anyhow::bail;
 use pg::walsender::Lsn;
 use tokio_postgres::Client;
 
 use super::slot::Slot;
 use super::{LogConfig, LogStream};
 use crate::discovery::RelKind;
+use crate::error::{bail, Result};
 
 /// Server ≥ 10, the primary, `wal_level = logical`.
-pub async fn check_server(client: &Client) -> anyhow::Result<()> {
+pub async fn check_server(client: &Client) -> Result<()> {
     let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), current_setting('wal_level')",
@@ -25,14 +25,15 @@ pub async fn check_server(client: &Client) -> anyhow::Result<()> {
         .await?;
     let version: i32 = row.get(0);
     if version < 100000 {
-        bail!("LOG_BASED needs PostgreSQL 10 or newer (temporary replication slots); this server is {version}");
+        bail!(slot, "LOG_BASED needs PostgreSQL 10 or newer (temporary replication slots); this server is {version}");
     }
     if row.get::<_, bool>(1) {
-        bail!("LOG_BASED needs the primary server: this is a standby (logical decoding reads the primary's WAL); point host/port at the primary");
+        bail!(slot, "LOG_BASED needs the primary server: this is a standby (logical decoding reads the primary's WAL); point host/port at the primary");
     }
     let wal_level: String = row.get(2);
     if wal_level != "logical" {
         bail!(
+            slot,
             "wal_level is {wal_level:?}: LOG_BASED needs `wal_level = logical` in postgresql.conf \
              (with max_replication_slots and max_wal_senders of at least 5), then a server restart"
         );
@@ -41,12 +42,12 @@ pub async fn check_server(client: &Client) -> anyhow::Result<()> {
 }
 
 /// Every stream a table whose updates and deletes can be captured.
-pub fn check_tables(config: &LogConfig, streams: &[LogStream<'_>]) -> anyhow::Result<()> {
+pub fn check_tables(config: &LogConfig, streams: &[LogStream<'_>]) -> Result<()> {
     for s in streams {
         let t = &s.table;
         let id = &s.entry.tap_stream_id;
         if t.relkind.is_view() || t.relkind == RelKind::Foreign {
-            bail!("stream {id}: a view or foreign table has no WAL to decode; use FULL_TABLE or INCREMENTAL");
+            bail!(config, "stream {id}: a view or foreign table has no WAL to decode; use FULL_TABLE or INCREMENTAL");
         }
         if t.primary_key.is_empty() && t.replica_identity != 'f' {
             let msg = format!(
@@ -57,7 +58,10 @@ pub fn check_tables(config: &LogConfig, streams: &[LogStream<'_>]) -> anyhow::Re
             if config.allow_without_identity {
                 tracing::warn!("{msg} (allow_tables_without_identity: inserts only)");
             } else {
-                bail!("{msg}, or set allow_tables_without_identity to stream its inserts only");
+                bail!(
+                    config,
+                    "{msg}, or set allow_tables_without_identity to stream its inserts only"
+                );
             }
         }
     }
@@ -66,7 +70,7 @@ pub fn check_tables(config: &LogConfig, streams: &[LogStream<'_>]) -> anyhow::Re
 
 /// The slot still has its WAL; a slot about to lose it is a warning with
 /// the figures.
-pub async fn check_slot_health(client: &Client, slot: &Slot) -> anyhow::Result<()> {
+pub async fn check_slot_health(client: &Client, slot: &Slot) -> Result<()> {
     let name = &slot.name;
     let reason = slot
         .invalidation_reason
@@ -79,7 +83,7 @@ pub async fn check_slot_health(client: &Client, slot: &Slot) -> anyhow::Result<(
         .map(|t| format!(", unused since {t}"))
         .unwrap_or_default();
     if slot.wal_status.as_deref() != Some("lost") && slot.invalidation_reason.is_some() {
-        bail!(
+        bail!(slot,
             "replication slot {name:?} was invalidated by the server{reason}{idle}: it can no longer serve \
              changes, and those since its position are lost. To resync: drop the slot \
              (SELECT pg_drop_replication_slot('{name}');), remove the `lsn` bookmarks of its streams from the \
@@ -87,7 +91,7 @@ pub async fn check_slot_health(client: &Client, slot: &Slot) -> anyhow::Result<(
         );
     }
     match slot.wal_status.as_deref() {
-        Some("lost") => bail!(
+        Some("lost") => bail!(slot,
             "replication slot {name:?} has lost WAL it needed (wal_status lost{reason}{idle}: the server removed it, \
              max_slot_wal_keep_size was exceeded): changes were lost and cannot be read again. To resync: drop the \
              slot (SELECT pg_drop_replication_slot('{name}');), remove the `lsn` bookmarks of its streams from the \
@@ -138,11 +142,11 @@ pub fn check_positions(
     slot: &Slot,
     wal_now: Lsn,
     positions: &[(&str, Option<Lsn>)],
-) -> anyhow::Result<()> {
+) -> Result<()> {
     for (id, lsn) in positions {
         let Some(lsn) = lsn else { continue };
         if *lsn > wal_now {
-            bail!(
+            bail!(config,
                 "stream {id}: the state's lsn {lsn} is ahead of this server's WAL ({wal_now}): the state comes from \
                  another server, or this one was restored from a backup, and streaming from it would skip \
                  changes. Remove the stream's bookmark from the state to copy the table again"
@@ -161,7 +165,7 @@ pub fn check_positions(
                     slot.confirmed
                 );
             } else {
-                bail!(
+                bail!(config,
                     "{msg}. To resync the stream, remove its `lsn` bookmark from the state (it then gets a fresh \
                      initial copy), or set allow_state_behind_slot: true to accept the gap"
                 );

@@ -6,11 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
 use pg::walsender::Lsn;
 use tokio_postgres::Client;
 
 use super::LogConfig;
+
+use crate::error::{bail, err, Result};
 
 /// The longest name PostgreSQL keeps (`NAMEDATALEN - 1` bytes).
 pub const MAX_NAME_BYTES: usize = 63;
@@ -69,7 +70,7 @@ pub fn slot_candidates(config: &LogConfig, dbname: &str) -> Vec<String> {
 
 /// A slot name PostgreSQL would refuse for its length, explained with the
 /// setting it comes from.
-fn check_length(config: &LogConfig, name: &str) -> anyhow::Result<()> {
+fn check_length(config: &LogConfig, name: &str) -> Result<()> {
     if name.len() <= MAX_NAME_BYTES {
         return Ok(());
     }
@@ -78,7 +79,7 @@ fn check_length(config: &LogConfig, name: &str) -> anyhow::Result<()> {
     } else {
         "the slot name derived from `dbname` and `tap_id`"
     };
-    bail!(
+    bail!(slot,
         "{from} {name:?} is {} bytes long; PostgreSQL slot names have at most {MAX_NAME_BYTES} bytes \
          (lowercase letters, digits and underscores): set `replication_slot` to a shorter name",
         name.len()
@@ -129,7 +130,7 @@ const SLOT_QUERY: &str = "SELECT plugin, database, active_pid, confirmed_flush_l
      to_jsonb(s) ->> 'invalidation_reason', to_jsonb(s) ->> 'inactive_since' \
      FROM pg_replication_slots s WHERE slot_name = $1";
 
-fn lsn(text: Option<String>) -> anyhow::Result<Lsn> {
+fn lsn(text: Option<String>) -> Result<Lsn> {
     Ok(text
         .map(|s| s.parse::<Lsn>())
         .transpose()?
@@ -138,7 +139,7 @@ fn lsn(text: Option<String>) -> anyhow::Result<Lsn> {
 
 /// Reads slot `name`; `None` when there is none. Checks it can serve this
 /// tap: wal2json, this database, not in use.
-pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> anyhow::Result<Option<Slot>> {
+pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> Result<Option<Slot>> {
     let rows = client.query(SLOT_QUERY, &[&name]).await?;
     let Some(row) = rows.first() else {
         return Ok(None);
@@ -147,20 +148,20 @@ pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> anyhow::Res
     let database: Option<String> = row.get(1);
     let active: Option<i32> = row.get(2);
     if plugin.as_deref() != Some("wal2json") {
-        bail!(
+        bail!(slot,
             "replication slot {name:?} uses the plugin {:?}, not wal2json: drop it, or create a dedicated one with \
              SELECT pg_create_logical_replication_slot('{name}_wal2json', 'wal2json'); and set replication_slot",
             plugin.unwrap_or_else(|| "none (a physical slot)".into())
         );
     }
     if database.as_deref() != Some(dbname) {
-        bail!("replication slot {name:?} belongs to database {database:?}, not {dbname:?}: slots are per database");
+        bail!(slot, "replication slot {name:?} belongs to database {database:?}, not {dbname:?}: slots are per database");
     }
     if let Some(pid) = active {
         // A session that just ended (a killed run, a refused start) holds
         // the slot until the server notices: give it a moment.
         if !wait_inactive(client, name, Duration::from_secs(3)).await? {
-            bail!("replication slot {name:?} is active in another session (pid {pid}): another tap is reading it; stop it, or use another slot");
+            bail!(slot, "replication slot {name:?} is active in another session (pid {pid}): another tap is reading it; stop it, or use another slot");
         }
     }
     Ok(Some(Slot {
@@ -176,7 +177,7 @@ pub async fn read_slot(client: &Client, name: &str, dbname: &str) -> anyhow::Res
 
 /// Waits (at most `limit`) until slot `name` is not in use; whether it is
 /// free.
-pub async fn wait_inactive(client: &Client, name: &str, limit: Duration) -> anyhow::Result<bool> {
+pub async fn wait_inactive(client: &Client, name: &str, limit: Duration) -> Result<bool> {
     let deadline = Instant::now() + limit;
     loop {
         let active: bool = client
@@ -197,7 +198,7 @@ pub async fn wait_inactive(client: &Client, name: &str, limit: Duration) -> anyh
 }
 
 /// Finds (or, with `create_replication_slot`, creates) the slot.
-pub async fn find_slot(client: &Client, config: &LogConfig, dbname: &str) -> anyhow::Result<Slot> {
+pub async fn find_slot(client: &Client, config: &LogConfig, dbname: &str) -> Result<Slot> {
     let candidates = slot_candidates(config, dbname);
     for name in &candidates {
         check_length(config, name)?;
@@ -207,7 +208,7 @@ pub async fn find_slot(client: &Client, config: &LogConfig, dbname: &str) -> any
     }
     let name = candidates[0].clone();
     if !config.create_slot {
-        bail!(
+        bail!(slot,
             "replication slot {name:?} does not exist (looked for {}). Create it as a superuser in database {dbname:?}:\n  \
              SELECT pg_create_logical_replication_slot('{name}', 'wal2json');\nor set create_replication_slot: true",
             candidates.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
@@ -223,14 +224,17 @@ pub async fn find_slot(client: &Client, config: &LogConfig, dbname: &str) -> any
             let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
             // 58P01 undefined_file: the plugin's library is not installed.
             if e.code().is_some_and(|c| c.code() == "58P01") {
-                anyhow!("cannot create replication slot {name:?}: {text}: install wal2json on the server (Debian: apt-get install postgresql-<major>-wal2json)")
+                err!(slot, "cannot create replication slot {name:?}: {text}: install wal2json on the server (Debian: apt-get install postgresql-<major>-wal2json)")
             } else {
-                anyhow!("cannot create replication slot {name:?}: {text}")
+                err!(slot, "cannot create replication slot {name:?}: {text}")
             }
         })?;
-    let slot = read_slot(client, &name, dbname)
-        .await?
-        .ok_or_else(|| anyhow!("replication slot {name:?} vanished right after it was created"))?;
+    let slot = read_slot(client, &name, dbname).await?.ok_or_else(|| {
+        err!(
+            slot,
+            "replication slot {name:?} vanished right after it was created"
+        )
+    })?;
     tracing::info!(
         "created replication slot {name:?} (wal2json) at {}",
         slot.confirmed

@@ -47,12 +47,12 @@
 
 use std::io::Write;
 
-use anyhow::Context as _;
 use pg::walsender::{ReplicationClient, SlotSnapshot};
 use singer::catalog::ReplicationMethod;
 use tokio_postgres::Client;
 
 use super::LogStream;
+use crate::error::{err, Context as _, Result};
 use crate::full_table::{self, CopyKind};
 use crate::output::Output;
 use crate::phase::Phase;
@@ -75,7 +75,7 @@ pub async fn initial_copy<W: Write>(
     conn: &pg::ConnectionConfig,
     s: &LogStream<'_>,
     n: usize,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let id = s.entry.tap_stream_id.clone();
     let mut rc = ReplicationClient::connect(conn, &[]).await?;
     let name = format!("tap_postgres_copy_{}_{n}", std::process::id());
@@ -86,7 +86,7 @@ pub async fn initial_copy<W: Write>(
     let snapshot = created
         .snapshot_name
         .clone()
-        .ok_or_else(|| anyhow::anyhow!("the server exported no snapshot for slot {name:?}"))?;
+        .ok_or_else(|| err!("the server exported no snapshot for slot {name:?}"))?;
     let phase = match ctx.phase(&id, ReplicationMethod::LogBased) {
         Phase::Copying { after, lsn } => {
             tracing::info!("stream {id}: resuming the initial copy");

@@ -10,7 +10,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
 use pg::walsender::{Lsn, ReplicationClient, ReplicationEvent, ReplicationStream};
 use tokio_postgres::Client;
 
@@ -19,6 +18,7 @@ use super::slot::{plugin_options, OPTIONAL};
 use super::streamer::{Event, FillRequest, Row, Step, Streamer};
 use super::LogConfig;
 use crate::discovery::{discover, Filter};
+use crate::error::{bail, err, Error, Result};
 use crate::output::Output;
 
 /// Where and how far to stream.
@@ -57,7 +57,7 @@ pub async fn start(
     primary: &Client,
     lc: &LogConfig,
     plan: &Plan<'_>,
-) -> anyhow::Result<(ReplicationStream, Option<Lsn>)> {
+) -> Result<(ReplicationStream, Option<Lsn>)> {
     let timeout = format!("{}ms", lc.wal_sender_timeout_ms);
     let gucs = gucs(&timeout);
     let mut rc = ReplicationClient::connect(conn, &gucs).await?;
@@ -94,9 +94,9 @@ pub async fn start(
                 waited += SLOT_BUSY_POLL;
             }
             Err(e) if e.sqlstate() == Some("55006") => {
-                return Err(anyhow::Error::new(e).context(format!(
+                return Err(Error::from(e).into_slot().context(format!(
                     "replication slot {:?} stayed in use by another session for {} s: \
-                     is another run of this tap still going?",
+                         is another run of this tap still going?",
                     plan.slot,
                     SLOT_BUSY_WAIT.as_secs()
                 )))
@@ -124,7 +124,7 @@ pub async fn run<W: Write>(
     primary: &Client,
     stream: &mut ReplicationStream,
     streamer: &mut Streamer,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let began = Instant::now();
     let mut last_data = Instant::now();
     let poll = Duration::from_millis(500);
@@ -189,7 +189,7 @@ pub async fn run<W: Write>(
 /// every later one, so every later statement sees it. The 32-bit `xid` is
 /// given the epoch of the snapshot's `xmax` (or the one before, if that
 /// puts it past `xmax`). Bounded: an error after 60 s.
-async fn wait_visible(client: &Client, xid: Option<u32>) -> anyhow::Result<()> {
+async fn wait_visible(client: &Client, xid: Option<u32>) -> Result<()> {
     let Some(xid) = xid else { return Ok(()) };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -216,11 +216,7 @@ async fn wait_visible(client: &Client, xid: Option<u32>) -> anyhow::Result<()> {
 
 /// Reads the stream's table again (a column was added) and writes the new
 /// SCHEMA.
-async fn refresh<W: Write>(
-    client: &Client,
-    l: &Live,
-    ctx: &mut Output<'_, W>,
-) -> anyhow::Result<Live> {
+async fn refresh<W: Write>(client: &Client, l: &Live, ctx: &mut Output<'_, W>) -> Result<Live> {
     let filter = Filter {
         schemas: Some(vec![l.table.schema.clone()]),
         tables: Some(vec![format!("{}.{}", l.table.schema, l.table.name)]),
@@ -249,7 +245,7 @@ async fn refresh<W: Write>(
 /// Reads the columns a key change lacks, as text, from the row under the
 /// new key (see the streamer's module doc for why this is exact). Key
 /// values are bound as text and cast to the column's type.
-async fn fill(client: &Client, l: &Live, request: &FillRequest) -> anyhow::Result<Option<Row>> {
+async fn fill(client: &Client, l: &Live, request: &FillRequest) -> Result<Option<Row>> {
     let columns: Vec<String> = request
         .columns
         .iter()
@@ -261,7 +257,7 @@ async fn fill(client: &Client, l: &Live, request: &FillRequest) -> anyhow::Resul
         let column = l
             .table
             .column(name)
-            .ok_or_else(|| anyhow!("stream {}: key column {name:?} is gone", l.id))?;
+            .ok_or_else(|| err!("stream {}: key column {name:?} is gone", l.id))?;
         conditions.push(format!(
             "{} = ${}::text::{}",
             pg::quote_ident(name),

@@ -51,13 +51,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _};
 use pg::walsender::Lsn;
 use singer::TimeExtracted;
 
 use super::change::{wal_text, Live, RecordBuf};
 use super::message::{Action, Change};
 use crate::encode::Encoder;
+use crate::error::{err, Context as _, Result};
 use crate::output::Output;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
@@ -205,7 +205,7 @@ impl Streamer {
         &mut self,
         ctx: &mut Output<'_, W>,
         event: Event<'_>,
-    ) -> anyhow::Result<Step> {
+    ) -> Result<Step> {
         match event {
             Event::Keepalive { wal_end } => Ok(self.on_keepalive(ctx, wal_end)),
             Event::Data { data, wal_end } => {
@@ -239,11 +239,7 @@ impl Streamer {
         }
     }
 
-    fn on_action<W: Write>(
-        &mut self,
-        ctx: &mut Output<'_, W>,
-        action: Action<'_>,
-    ) -> anyhow::Result<Step> {
+    fn on_action<W: Write>(&mut self, ctx: &mut Output<'_, W>, action: Action<'_>) -> Result<Step> {
         match action {
             Action::Begin {
                 commit,
@@ -259,7 +255,7 @@ impl Streamer {
                 Encoder::new(Kind::TimestampTz, *ctx.values())
                     .encode(timestamp, &mut ts, &mut self.buf.replaced)
                     .map_err(|e| {
-                        anyhow!("commit timestamp of the transaction ending at {end}: {e}")
+                        err!("commit timestamp of the transaction ending at {end}: {e}")
                     })?;
                 self.txn = Some(Txn {
                     end,
@@ -293,7 +289,7 @@ impl Streamer {
         }
     }
 
-    fn on_commit<W: Write>(&mut self, ctx: &mut Output<'_, W>, end: Lsn) -> anyhow::Result<()> {
+    fn on_commit<W: Write>(&mut self, ctx: &mut Output<'_, W>, end: Lsn) -> Result<()> {
         self.progress
             .tick(Some(self.server_end.0.saturating_sub(end.0)));
         self.bookmark(ctx, end);
@@ -305,7 +301,7 @@ impl Streamer {
         Ok(())
     }
 
-    fn emit_state<W: Write>(&mut self, ctx: &mut Output<'_, W>) -> anyhow::Result<()> {
+    fn emit_state<W: Write>(&mut self, ctx: &mut Output<'_, W>) -> Result<()> {
         ctx.emit_state()?;
         self.since_state = 0;
         self.last_state = Instant::now();
@@ -314,7 +310,7 @@ impl Streamer {
 
     /// The stream is quiet: hands what there is to the target (the records
     /// and, between transactions, a state covering them).
-    pub fn on_quiet<W: Write>(&mut self, ctx: &mut Output<'_, W>) -> anyhow::Result<()> {
+    pub fn on_quiet<W: Write>(&mut self, ctx: &mut Output<'_, W>) -> Result<()> {
         if self.txn.is_none() && self.since_state > 0 {
             self.emit_state(ctx)
         } else {
@@ -328,7 +324,7 @@ impl Streamer {
         ctx: &mut Output<'_, W>,
         kind: Kind_,
         c: &Change<'_>,
-    ) -> anyhow::Result<Step> {
+    ) -> Result<Step> {
         let step = self.apply_change(ctx, kind, c)?;
         if step == Step::Continue {
             // This change is done: what was read for it is spent.
@@ -343,7 +339,7 @@ impl Streamer {
         ctx: &mut Output<'_, W>,
         kind: Kind_,
         c: &Change<'_>,
-    ) -> anyhow::Result<Step> {
+    ) -> Result<Step> {
         let txn = self.txn.as_ref().expect("checked by the caller");
         let found = self
             .by_table
@@ -373,7 +369,7 @@ impl Streamer {
         i: usize,
         kind: Kind_,
         c: &Change<'_>,
-    ) -> anyhow::Result<Step> {
+    ) -> Result<Step> {
         let l = &self.live[i];
         let keyed = !l.table.primary_key.is_empty();
         match kind {
@@ -407,12 +403,7 @@ impl Streamer {
         Ok(Step::Continue)
     }
 
-    fn fill_request(
-        &self,
-        i: usize,
-        c: &Change<'_>,
-        columns: Vec<String>,
-    ) -> anyhow::Result<FillRequest> {
+    fn fill_request(&self, i: usize, c: &Change<'_>, columns: Vec<String>) -> Result<FillRequest> {
         let l = &self.live[i];
         let mut key = Vec::new();
         for k in &l.table.primary_key {
@@ -420,10 +411,10 @@ impl Streamer {
                 .columns
                 .iter()
                 .find(|x| x.name == k.as_str())
-                .ok_or_else(|| anyhow!("the new row has no key column {k:?}"))?;
+                .ok_or_else(|| err!("the new row has no key column {k:?}"))?;
             let kind = &l.table.column(k).expect("key columns exist").kind;
             let text =
-                wal_text(kind, col.value)?.ok_or_else(|| anyhow!("key column {k:?} is null"))?;
+                wal_text(kind, col.value)?.ok_or_else(|| err!("key column {k:?} is null"))?;
             key.push((k.clone(), text.into_owned()));
         }
         Ok(FillRequest {
@@ -434,7 +425,7 @@ impl Streamer {
         })
     }
 
-    fn truncate<W: Write>(&mut self, ctx: &mut Output<'_, W>, i: usize) -> anyhow::Result<()> {
+    fn truncate<W: Write>(&mut self, ctx: &mut Output<'_, W>, i: usize) -> Result<()> {
         let end = self.txn.as_ref().expect("in a transaction").end;
         let l = &mut self.live[i];
         l.version = phase::new_version().max(l.version + 1);
@@ -455,7 +446,7 @@ impl Streamer {
         i: usize,
         c: &Change<'_>,
         whole_row: bool,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let txn = self.txn.as_ref().expect("in a transaction");
         let l = &self.live[i];
         self.buf.start();
@@ -483,7 +474,7 @@ impl Streamer {
         i: usize,
         c: &Change<'_>,
         filled: Option<(Vec<String>, Option<Row>)>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let txn = self.txn.as_ref().expect("in a transaction");
         let l = &self.live[i];
         self.buf.start();
@@ -513,7 +504,7 @@ impl Streamer {
     }
 
     /// Ends streaming: the last state, and the counts.
-    pub fn finish<W: Write>(mut self, ctx: &mut Output<'_, W>) -> anyhow::Result<()> {
+    pub fn finish<W: Write>(mut self, ctx: &mut Output<'_, W>) -> Result<()> {
         self.emit_state(ctx)?;
         if self.buf.replaced.json_null > 0 {
             tracing::warn!(
@@ -545,7 +536,7 @@ fn write_body<W: Write>(
     l: &Live,
     body: &[u8],
     extracted: &TimeExtracted,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     if l.needs_wider_schema() {
         let schema = l.schema(ctx.values());
         ctx.write_stream_schema(&l.id, &schema, &l.key_properties(), &["lsn"])?;
