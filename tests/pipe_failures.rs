@@ -295,6 +295,20 @@ async fn stall_source(
     (source, dir, catalog, proxy)
 }
 
+/// `tap-postgres --config <cfg> --catalog <catalog>`, running.
+fn start_tap(cfg: &Path, catalog: &Path) -> e2e::Running {
+    e2e::Running::start(
+        "tap-postgres",
+        &[
+            "--config".as_ref(),
+            cfg.as_os_str(),
+            "--catalog".as_ref(),
+            catalog.as_os_str(),
+        ],
+        Stdio::null(),
+    )
+}
+
 /// Waits until a session of `application` waits for a lock.
 async fn wait_for_lock_wait(db: &TestDb, application: &str) {
     let sql = format!(
@@ -320,16 +334,7 @@ async fn a_stalled_full_table_read_fails_in_bounded_time() {
         .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let tap = e2e::Running::start(
-        "tap-postgres",
-        &[
-            "--config".as_ref(),
-            cfg.as_os_str(),
-            "--catalog".as_ref(),
-            catalog.as_os_str(),
-        ],
-        Stdio::null(),
-    );
+    let tap = start_tap(&cfg, &catalog);
     wait_for_lock_wait(&source, "tap-postgres").await;
     proxy.stall();
     locker.batch_execute("COMMIT").await.unwrap();
@@ -355,16 +360,7 @@ async fn a_stalled_log_based_stream_fails_in_bounded_time_even_when_stopping() {
     cfg["break_at_end_lsn"] = json!(false);
     cfg["logical_poll_total_seconds"] = json!(2);
     let cfg = write_json(dir.path(), "tap.json", &cfg);
-    let tap = e2e::Running::start(
-        "tap-postgres",
-        &[
-            "--config".as_ref(),
-            cfg.as_os_str(),
-            "--catalog".as_ref(),
-            catalog.as_os_str(),
-        ],
-        Stdio::null(),
-    );
+    let tap = start_tap(&cfg, &catalog);
     e2e::wait_until(
         "the tap to stream",
         std::time::Duration::from_secs(30),
