@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use singer::catalog::ReplicationMethod;
 
 use crate::discovery::Filter;
-use crate::encode::{ByteaEncoding, OutOfRange, SpecialNumbers, ValueOptions};
+use crate::values::{ByteaEncoding, OutOfRange, SpecialNumbers, ValueOptions};
 
 /// Everything the tap reads from its config besides the connection.
 #[derive(Debug, Clone)]

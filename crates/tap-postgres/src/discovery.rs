@@ -18,8 +18,8 @@ use serde_json::{json, Map, Value};
 use singer::{Catalog, CatalogEntry};
 use tokio_postgres::Client;
 
-use crate::encode::{ValueOptions, Widen};
 use crate::types::{can_be_replication_key, column_schema, kind_of, Kind, TypeInfo};
+use crate::values::{ValueOptions, Widen};
 
 /// What kind of relation a stream reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

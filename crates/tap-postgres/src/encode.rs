@@ -12,7 +12,7 @@
 //! | integers | `42` | `42` |
 //! | numeric | `12.50` | `12.50` (exact digits) |
 //! | float | `1.5`, `1e+20`, `-0` | `1.5`, `1e+20`, `-0.0` |
-//! | NaN, ±Infinity | `NaN` | per [`SpecialNumbers`] |
+//! | NaN, ±Infinity | `NaN` | per [`SpecialNumbers`](crate::values::SpecialNumbers) |
 //! | boolean | `t` | `true` |
 //! | json, jsonb | `{"a": 1}` | embedded; from a JSON `null` on, JSON text in strings (`"null"`) |
 //! | hstore | `"a"=>"1"` | `{"a":"1"}` |
@@ -22,7 +22,7 @@
 //! | timestamptz | `2024-02-29 10:11:12.5+00` | `"2024-02-29T10:11:12.5+00:00"` |
 //! | time | `24:00:00` | `"24:00:00"` |
 //! | timetz | `10:11:12.345+03` | `"10:11:12.345+03:00"` |
-//! | out of RFC 3339 (year > 9999, BC, ±infinity) | `infinity` | per [`OutOfRange`] |
+//! | out of RFC 3339 (year > 9999, BC, ±infinity) | `infinity` | per [`OutOfRange`](crate::values::OutOfRange) |
 //! | arrays | `{{1,2},{3,NULL}}` | `[[1,2],[3,null]]` |
 //! | everything else | text output | JSON string |
 //!
@@ -50,81 +50,12 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use base64::Engine as _;
 
 use crate::types::Kind;
+use crate::values::{ByteaEncoding, Policy, ValueOptions, Widen};
 
 /// Session settings under which the text forms above hold. Run on every
 /// connection the tap reads values through.
 pub const SESSION_SETTINGS: &str = "SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; \
      SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'";
-
-/// What becomes of a value JSON (or RFC 3339) cannot carry as such.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Policy {
-    /// A JSON string with PostgreSQL's spelling, which PostgreSQL reads
-    /// back exactly (`"NaN"`, `"Infinity"`, `"10000-01-01"`, `"0044-03-15 BC"`,
-    /// `"infinity"`); for numbers the schema then allows a string. The
-    /// default: nothing lost.
-    #[default]
-    String,
-    /// `null`, counted and reported in the log (the peers' behaviour).
-    Null,
-    /// Fail the stream with an error naming the column.
-    Error,
-}
-
-/// What NaN, Infinity and -Infinity (float and numeric) become.
-pub type SpecialNumbers = Policy;
-
-/// What dates and timestamps outside RFC 3339 (year > 9999, BC,
-/// `infinity`, `-infinity`) become.
-pub type OutOfRange = Policy;
-
-/// How bytea is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ByteaEncoding {
-    /// Lower-case hex digits, no `\x` (`contentEncoding: base16`).
-    #[default]
-    Hex,
-    /// Standard base64 with padding (`contentEncoding: base64`).
-    Base64,
-}
-
-impl ByteaEncoding {
-    /// The JSON Schema `contentEncoding` value.
-    pub fn content_encoding(self) -> &'static str {
-        match self {
-            ByteaEncoding::Hex => "base16",
-            ByteaEncoding::Base64 => "base64",
-        }
-    }
-}
-
-/// The value policies, from the tap config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ValueOptions {
-    /// NaN and ±Infinity.
-    pub special_numbers: SpecialNumbers,
-    /// Dates outside RFC 3339.
-    pub out_of_range: OutOfRange,
-    /// bytea.
-    pub bytea: ByteaEncoding,
-    /// numeric as a JSON string (`format: x-singer.decimal`) instead of a number.
-    pub decimal_as_string: bool,
-    /// Append `+00:00` to `timestamp without time zone` values (RFC 3339
-    /// wants an offset; PostgreSQL ignores it when reading a `timestamp`).
-    pub naive_timestamp_offset: bool,
-}
-
-impl Default for ValueOptions {
-    fn default() -> Self {
-        ValueOptions {
-            special_numbers: SpecialNumbers::String,
-            out_of_range: OutOfRange::String,
-            bytea: ByteaEncoding::Hex,
-            decimal_as_string: false,
-            naive_timestamp_offset: true,
-        }
-    }
-}
 
 /// A value the policy refuses, or text that is not what the type's output
 /// function writes.
@@ -144,43 +75,6 @@ impl std::error::Error for ValueError {}
 
 fn err<T>(message: String) -> Result<T, ValueError> {
     Err(ValueError { message })
-}
-
-/// What a column's values have needed beyond the column's narrow schema
-/// (bit flags; see `types::column_schema`). The narrow schema is what every
-/// common Singer target and validator takes natively; a value that does
-/// not fit it (NaN in a `number`, `infinity` under `format: date`, …)
-/// sets a flag, and the stream's SCHEMA is sent again, widened, before the
-/// first record holding such a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Widen(u8);
-
-impl Widen {
-    /// Nothing beyond the narrow schema.
-    pub const NONE: Widen = Widen(0);
-    /// A NaN/±Infinity written as a string: `number` also allows `string`.
-    pub const SPECIAL_NUMBER: Widen = Widen(1);
-    /// A date or timestamp RFC 3339 cannot carry (year > 9999, BC,
-    /// `infinity`), written in PostgreSQL's spelling: the `format` is
-    /// dropped.
-    pub const NO_FORMAT: Widen = Widen(2);
-    /// An array of more than one dimension: items may be arrays.
-    pub const NESTED_ARRAY: Widen = Widen(4);
-    /// A json/jsonb value that is the JSON literal `null`: from then on the
-    /// column's values are JSON text in strings (`contentMediaType:
-    /// application/json`), so `"null"` (JSON null) differs from `null`
-    /// (SQL NULL).
-    pub const JSON_TEXT: Widen = Widen(8);
-
-    /// Whether every flag of `other` is set in `self`.
-    pub fn contains(self, other: Widen) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Both sets of flags.
-    pub fn union(self, other: Widen) -> Widen {
-        Widen(self.0 | other.0)
-    }
 }
 
 /// Counts of values a `null` policy replaced, for the end-of-stream report.
@@ -234,7 +128,7 @@ impl Encoder {
 
     /// What the values so far needed beyond the narrow schema.
     pub fn widened(&self) -> Widen {
-        Widen(self.seen.load(Relaxed))
+        Widen::from_bits(self.seen.load(Relaxed))
     }
 
     /// Whether a value needed more than the last SCHEMA announced (then a
@@ -265,7 +159,7 @@ impl Encoder {
         let before = widen;
         encode_kind(&self.kind, &self.opts, text, out, replaced, &mut widen)?;
         if widen != before {
-            self.seen.fetch_or(widen.0, Relaxed);
+            self.seen.fetch_or(widen.bits(), Relaxed);
         }
         Ok(())
     }
@@ -780,6 +674,7 @@ impl ArrayParser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::values::{OutOfRange, SpecialNumbers};
 
     fn enc_with(kind: Kind, opts: ValueOptions, text: &str) -> Result<String, ValueError> {
         let mut out = Vec::new();

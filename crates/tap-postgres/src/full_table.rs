@@ -23,7 +23,7 @@ use singer::{Metric, TimeExtracted};
 use tokio_postgres::Client;
 
 use crate::binary::copy_rows;
-use crate::output::Ctx;
+use crate::output::Output;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
 use crate::read::{bind_values, snapshot};
@@ -45,14 +45,14 @@ pub struct CopyKind<'a> {
 /// copies again) or [`Phase::Streaming`] from the copy's position
 /// (LOG_BASED).
 pub async fn sync<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     client: &mut Client,
     plan: &StreamPlan,
     key: &[String],
     kind: CopyKind<'_>,
 ) -> anyhow::Result<()> {
     let id = plan.stream.clone();
-    let bookmark = ctx.state.bookmark(&id);
+    let bookmark = ctx.bookmark(&id);
     let old_version = phase::version(bookmark);
     let first_ever = old_version.is_none();
     let start = Phase::read(bookmark, kind.method);
@@ -79,14 +79,14 @@ pub async fn sync<W: Write>(
         tracing::info!("stream {id}: FULL_TABLE");
     }
 
-    ctx.state.set_currently_syncing(Some(&id));
-    let b = ctx.state.bookmark_mut(&id);
+    ctx.set_currently_syncing(Some(&id));
+    let b = ctx.bookmark_mut(&id);
     phase::set_method(b, kind.method);
     phase::set_version(b, version);
     ctx.checkpoint()?;
     ctx.write_schema(plan, &[])?;
     if first_ever {
-        ctx.writer.write_activate_version(&id, version)?;
+        ctx.write_activate_version(&id, version)?;
     }
 
     let tx = snapshot(client).await?;
@@ -104,15 +104,14 @@ pub async fn sync<W: Write>(
         .map(|k| plan.position(k).expect("key columns are in the plan"))
         .collect();
     let mut encoder = RowEncoder::new(plan);
-    let opts = ctx.config.values;
     let mut progress = Progress::new(
         &id,
         "rows",
-        ctx.config.progress_every,
+        ctx.config().progress_every,
         u64::try_from(plan.table.row_count).ok(),
     );
-    let interval = ctx.config.state_interval_rows;
-    let chunk = ctx.config.itersize;
+    let interval = ctx.config().state_interval_rows;
+    let chunk = ctx.config().itersize;
     let mut total = 0u64;
     let mut since_state = 0u64;
     let mut last = resume;
@@ -131,14 +130,12 @@ pub async fn sync<W: Write>(
             };
             format!("SELECT {select} FROM {table} {filter} ORDER BY {order} LIMIT {chunk}")
         };
-        let writer = &mut *ctx.writer;
-        let state = &mut ctx.state;
         let rows = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
             let record = encoder
                 .encode_binary(row, fields)
                 .map_err(anyhow::Error::from)?;
-            plan.widen_schema(writer, &opts, &[])?;
-            writer.write_record_raw(&id, record, Some(version), Some(&time))?;
+            ctx.widen_schema(plan, &[])?;
+            ctx.write_record_raw(&id, record, Some(version), Some(&time))?;
             progress.row();
             since_state += 1;
             if since_state >= interval && !key.is_empty() {
@@ -151,8 +148,8 @@ pub async fn sync<W: Write>(
                     after: Some(m),
                     lsn: None,
                 };
-                copying.write(state.bookmark_mut(&id));
-                writer.write_state_checkpoint(&*state)?;
+                ctx.set_phase(&id, &copying);
+                ctx.checkpoint()?;
             }
             Ok(())
         })
@@ -166,12 +163,12 @@ pub async fn sync<W: Write>(
     tx.commit().await?;
     report_replaced(&id, &encoder);
 
-    ctx.writer.write_activate_version(&id, version)?;
+    ctx.write_activate_version(&id, version)?;
     let done = match start.lsn() {
         Some(lsn) => Phase::Streaming { lsn },
         None => Phase::Fresh,
     };
-    done.write(ctx.state.bookmark_mut(&id));
+    ctx.set_phase(&id, &done);
     ctx.checkpoint()?;
     Metric::counter("record_count", total, &[("stream", &id)]).log();
     tracing::info!("stream {id}: FULL_TABLE done, {total} rows");

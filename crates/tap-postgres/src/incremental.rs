@@ -22,7 +22,7 @@ use tokio_postgres::Client;
 
 use crate::binary::copy_rows;
 use crate::full_table::report_replaced;
-use crate::output::Ctx;
+use crate::output::Output;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
 use crate::read::{bind_values, snapshot};
@@ -30,26 +30,26 @@ use crate::rows::{RowEncoder, StreamPlan};
 
 /// Reads the rows past the bookmark.
 pub async fn sync<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     client: &mut Client,
     plan: &StreamPlan,
     key: &str,
 ) -> anyhow::Result<()> {
     let id = plan.stream.clone();
     let method = ReplicationMethod::Incremental;
-    let (start, version) = match Phase::read(ctx.state.bookmark(&id), method) {
+    let (start, version) = match ctx.phase(&id, method) {
         Phase::Incremental { key: k, .. } if !k.is_empty() && k != key => {
             tracing::info!("stream {id}: replication key changed to {key:?}; starting over");
-            ctx.state.remove_bookmark(&id);
+            ctx.remove_bookmark(&id);
             (None, phase::new_version())
         }
         Phase::Incremental { value, .. } => (
             Some(value),
-            phase::version(ctx.state.bookmark(&id)).unwrap_or_else(phase::new_version),
+            phase::version(ctx.bookmark(&id)).unwrap_or_else(phase::new_version),
         ),
         _ => (
             None,
-            phase::version(ctx.state.bookmark(&id)).unwrap_or_else(phase::new_version),
+            phase::version(ctx.bookmark(&id)).unwrap_or_else(phase::new_version),
         ),
     };
     tracing::info!(
@@ -60,14 +60,14 @@ pub async fn sync<W: Write>(
             .unwrap_or_else(|| "the beginning".into())
     );
 
-    ctx.state.set_currently_syncing(Some(&id));
-    let b = ctx.state.bookmark_mut(&id);
+    ctx.set_currently_syncing(Some(&id));
+    let b = ctx.bookmark_mut(&id);
     phase::set_method(b, method);
     phase::set_replication_key(b, key);
     phase::set_version(b, version);
     ctx.checkpoint()?;
     ctx.write_schema(plan, &[key])?;
-    ctx.writer.write_activate_version(&id, version)?;
+    ctx.write_activate_version(&id, version)?;
 
     let tx = snapshot(client).await?;
     let table = pg::QualifiedName::new(&plan.table.schema, &plan.table.name);
@@ -84,7 +84,7 @@ pub async fn sync<W: Write>(
     if let Some(lower) = &lower {
         conditions.push(format!("{k} >= {lower}"));
     }
-    if let Some(limit) = ctx.config.limit.filter(|l| *l > 0) {
+    if let Some(limit) = ctx.config().limit.filter(|l| *l > 0) {
         let past = match &lower {
             Some(lower) => format!("{k} > {lower}"),
             None => format!("{k} IS NOT NULL"),
@@ -115,9 +115,8 @@ pub async fn sync<W: Write>(
     );
     let position = plan.position(key).expect("the key is in the plan");
     let mut encoder = RowEncoder::new(plan);
-    let opts = ctx.config.values;
-    let mut progress = Progress::new(&id, "rows", ctx.config.progress_every, None);
-    let interval = ctx.config.state_interval_rows;
+    let mut progress = Progress::new(&id, "rows", ctx.config().progress_every, None);
+    let interval = ctx.config().state_interval_rows;
     let time = TimeExtracted::now();
     let mut since_state = 0u64;
     let mut last: Option<serde_json::Value> = None;
@@ -128,14 +127,12 @@ pub async fn sync<W: Write>(
         };
         phase.write(b);
     };
-    let writer = &mut *ctx.writer;
-    let state = &mut ctx.state;
     let total = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
         let record = encoder
             .encode_binary(row, fields)
             .map_err(anyhow::Error::from)?;
-        plan.widen_schema(writer, &opts, &[key])?;
-        writer.write_record_raw(&id, record, Some(version), Some(&time))?;
+        ctx.widen_schema(plan, &[key])?;
+        ctx.write_record_raw(&id, record, Some(version), Some(&time))?;
         progress.row();
         let value = encoder.value(position);
         if !value.is_null() {
@@ -145,15 +142,15 @@ pub async fn sync<W: Write>(
         if since_state >= interval {
             since_state = 0;
             if let Some(value) = last.take() {
-                past(state.bookmark_mut(&id), value);
+                past(ctx.bookmark_mut(&id), value);
             }
-            writer.write_state_checkpoint(&*state)?;
+            ctx.checkpoint()?;
         }
         Ok(())
     })
     .await?;
     if let Some(value) = last {
-        past(ctx.state.bookmark_mut(&id), value);
+        past(ctx.bookmark_mut(&id), value);
     }
     tx.commit().await?;
     report_replaced(&id, &encoder);

@@ -13,7 +13,8 @@
 //!   through [`output`].
 //! - [`phase`]: where a stream is (fresh, copying, streaming, incremental),
 //!   the only reader and writer of bookmark keys.
-//! - [`config`]: the tap's settings.
+//! - [`config`]: the tap's settings; [`values`]: the value policies it
+//!   sets (a leaf module).
 #![warn(missing_docs)]
 
 pub mod binary;
@@ -30,6 +31,7 @@ pub mod read;
 pub mod rows;
 pub mod sync;
 pub mod types;
+pub mod values;
 
 use std::io::Write as _;
 use std::path::PathBuf;

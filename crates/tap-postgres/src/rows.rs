@@ -19,8 +19,9 @@ use serde_json::Value;
 
 use crate::binary::Wire;
 use crate::discovery::{Column, Table};
-use crate::encode::{write_str, Encoder, Replaced, ValueError, ValueOptions, Widen};
+use crate::encode::{write_str, Encoder, Replaced, ValueError};
 use crate::types::Kind;
+use crate::values::{ValueOptions, Widen};
 
 /// One column of the SELECT list.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //!   flushes at each STATE), so a target never commits a bookmark ahead of
 //!   its rows.
 //! - The states at the start and end of a stream and every
-//!   `state_interval_rows` rows are checkpoints ([`Ctx::checkpoint`]):
+//!   `state_interval_rows` rows are checkpoints ([`Output::checkpoint`]):
 //!   written only when the output since the last STATE outweighs it.
 //!   Each STATE is a complete, valid place to resume (bookmarks of finished
 //!   streams, the key or value reached in the current one), so a skipped
@@ -31,7 +31,7 @@ use crate::config::TapConfig;
 use crate::discovery::{discover, Filter, Table};
 use crate::encode::SESSION_SETTINGS;
 use crate::log_based::{self, LogStream};
-use crate::output::Ctx;
+use crate::output::Output;
 use crate::rows::StreamPlan;
 use crate::{full_table, incremental};
 
@@ -65,12 +65,8 @@ pub async fn run<W: Write>(
             streams.insert(0, s);
         }
     }
-    let mut ctx = Ctx {
-        config,
-        writer,
-        state,
-    };
-    let started_with = ctx.state.clone();
+    let mut ctx = Output::new(config, writer, state);
+    let started_with = ctx.state().clone();
     let mut log_streams: Vec<(String, LogStream<'_>)> = Vec::new();
     let mut clients: HashMap<String, Client> = HashMap::new();
     let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
@@ -147,10 +143,10 @@ pub async fn run<W: Write>(
             .with_context(|| format!("stream {id}"))?;
     }
     for (db, streams) in by_database(log_streams) {
-        ctx.state.set_currently_syncing(None);
+        ctx.set_currently_syncing(None);
         log_based::run(&mut ctx, &config.log, &db, streams, &started_with).await?;
     }
-    ctx.state.set_currently_syncing(None);
+    ctx.set_currently_syncing(None);
     ctx.emit_state()?;
     Ok(())
 }
@@ -172,33 +168,33 @@ pub fn by_database<T>(items: Vec<(String, T)>) -> Vec<(String, Vec<T>)> {
 /// The stream's replication method; a change of method since the last run
 /// drops the old bookmark (it means nothing to the new method).
 fn resolve_method<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     entry: &CatalogEntry,
 ) -> anyhow::Result<ReplicationMethod> {
     let id = entry.tap_stream_id.as_str();
     let method = entry
         .replication_method()?
-        .or(ctx.config.default_replication_method)
+        .or(ctx.config().default_replication_method)
         .ok_or_else(|| {
             anyhow!(
                 "no replication method: set `replication-method` in the stream's catalog metadata \
                  or `default_replication_method` in the config"
             )
         })?;
-    let previous = crate::phase::method(ctx.state.bookmark(id)).map(str::to_string);
+    let previous = crate::phase::method(ctx.bookmark(id)).map(str::to_string);
     if previous.as_deref().is_some_and(|p| p != method.as_str()) {
         tracing::info!(
             "stream {id}: replication method changed from {} to {}; starting over",
             previous.unwrap_or_default(),
             method.as_str()
         );
-        ctx.state.remove_bookmark(id);
+        ctx.remove_bookmark(id);
     }
     Ok(method)
 }
 
 async fn sync_stream<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     client: &mut Client,
     entry: &CatalogEntry,
     table: &Table,
@@ -208,7 +204,7 @@ async fn sync_stream<W: Write>(
     match method {
         ReplicationMethod::FullTable => {
             let key = table.resume_key.clone();
-            let plan = StreamPlan::new(table, &selected, &key, &ctx.config.values);
+            let plan = StreamPlan::new(table, &selected, &key, ctx.values());
             let kind = full_table::CopyKind {
                 method,
                 exported: None,
@@ -235,12 +231,7 @@ async fn sync_stream<W: Write>(
                     column.sql_type
                 );
             }
-            let plan = StreamPlan::new(
-                table,
-                &selected,
-                std::slice::from_ref(&key),
-                &ctx.config.values,
-            );
+            let plan = StreamPlan::new(table, &selected, std::slice::from_ref(&key), ctx.values());
             incremental::sync(ctx, client, &plan, &key).await
         }
         ReplicationMethod::LogBased => unreachable!("LOG_BASED streams are run by log_based::run"),

@@ -16,7 +16,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::encode::{ValueOptions, Widen};
+use crate::values::{ValueOptions, Widen};
 
 /// How a column's text output becomes JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]

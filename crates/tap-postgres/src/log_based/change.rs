@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 
 use super::message::WalColumn;
 use crate::discovery::{stream_schema_widened, Column, Table};
-use crate::encode::{write_str, Encoder, Replaced, ValueError, ValueOptions, Widen};
+use crate::encode::{write_str, Encoder, Replaced, ValueError};
 use crate::types::Kind;
+use crate::values::{ValueOptions, Widen};
 use pg::walsender::Lsn;
 
 /// A streamed table: what encoding its changes needs.
@@ -97,7 +98,7 @@ impl Live {
     }
 
     /// A value of the change just encoded needed more than the last SCHEMA
-    /// said: a widened one must precede its record (see `encode::Widen`).
+    /// said: a widened one must precede its record (see `values::Widen`).
     pub fn needs_wider_schema(&self) -> bool {
         self.encoders
             .values()

@@ -41,7 +41,7 @@ use tokio_postgres::Client;
 pub use crate::config::LogConfig;
 use crate::discovery::{RelKind, Table};
 use crate::encode::SESSION_SETTINGS;
-use crate::output::Ctx;
+use crate::output::Output;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
 use change::Live;
@@ -60,13 +60,13 @@ pub struct LogStream<'a> {
 
 /// Runs the LOG_BASED streams of database `dbname`.
 pub async fn run<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     lc: &LogConfig,
     dbname: &str,
     streams: Vec<LogStream<'_>>,
     started_with: &singer::State,
 ) -> anyhow::Result<()> {
-    let conn = ctx.config.connection.for_database(dbname);
+    let conn = ctx.config().connection.for_database(dbname);
     let mut primary = pg::connect(&conn).await?;
     primary.batch_execute(SESSION_SETTINGS).await?;
     prereq::check_server(&primary).await?;
@@ -78,7 +78,7 @@ pub async fn run<W: Write>(
         .iter()
         .map(|s| {
             let id = s.entry.tap_stream_id.as_str();
-            (id, position(ctx.state.bookmark(id)))
+            (id, position(ctx.bookmark(id)))
         })
         .collect();
     prereq::check_positions(lc, &slot, wal_now, &positions)?;
@@ -98,7 +98,7 @@ pub async fn run<W: Write>(
         .unwrap_or(Lsn::INVALID);
     let bookmarked: Vec<Lsn> = live
         .iter()
-        .map(|l| position(ctx.state.bookmark(&l.id)).unwrap_or(Lsn::INVALID))
+        .map(|l| position(ctx.bookmark(&l.id)).unwrap_or(Lsn::INVALID))
         .collect();
     let start = bookmarked
         .iter()
@@ -107,14 +107,14 @@ pub async fn run<W: Write>(
         .unwrap_or(Lsn::INVALID)
         .max(slot.confirmed);
     for l in &live {
-        ctx.writer.write_schema(
+        ctx.write_stream_schema(
             &l.id,
-            &l.schema(&ctx.config.values),
+            &l.schema(ctx.values()),
             &l.key_properties(),
             &["lsn"],
         )?;
     }
-    ctx.writer.flush()?;
+    ctx.flush()?;
     let add_tables: Vec<String> = tables
         .iter()
         .map(|(schema, name, _)| slot::wal2json_table(schema, name))
@@ -127,7 +127,7 @@ pub async fn run<W: Write>(
     };
     let (mut replication, end) = stream::start(&conn, &primary, lc, &plan).await?;
     let label = format!("slot {}", slot.name);
-    let progress = Progress::new(&label, "changes", ctx.config.progress_every, None);
+    let progress = Progress::new(&label, "changes", ctx.config().progress_every, None);
     let mut streamer = Streamer::new(live, bookmarked, tables, end, progress);
     stream::run(ctx, lc, &primary, &mut replication, &mut streamer).await?;
     streamer.finish(ctx)?;
@@ -151,7 +151,7 @@ async fn wal_position(client: &Client) -> anyhow::Result<Lsn> {
 /// The streams as streamed, and the `(schema, table, stream)` names their
 /// changes arrive under (a partitioned table's leaves under its stream).
 async fn streamed_tables<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     primary: &Client,
     streams: &[LogStream<'_>],
 ) -> anyhow::Result<(Vec<Live>, Vec<(String, String, usize)>)> {
@@ -159,11 +159,11 @@ async fn streamed_tables<W: Write>(
     let mut tables = Vec::new();
     for (i, s) in streams.iter().enumerate() {
         let id = s.entry.tap_stream_id.clone();
-        let version = match phase::version(ctx.state.bookmark(&id)) {
+        let version = match phase::version(ctx.bookmark(&id)) {
             Some(v) => v,
             None => {
                 let v = phase::new_version();
-                phase::set_version(ctx.state.bookmark_mut(&id), v);
+                phase::set_version(ctx.bookmark_mut(&id), v);
                 v
             }
         };
@@ -185,7 +185,7 @@ async fn streamed_tables<W: Write>(
             s.table.clone(),
             s.selected.clone(),
             version,
-            &ctx.config.values,
+            ctx.values(),
         ));
     }
     Ok((live, tables))

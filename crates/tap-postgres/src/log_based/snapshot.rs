@@ -54,14 +54,14 @@ use tokio_postgres::Client;
 
 use super::LogStream;
 use crate::full_table::{self, CopyKind};
-use crate::output::Ctx;
+use crate::output::Output;
 use crate::phase::Phase;
 use crate::rows::StreamPlan;
 
 /// Whether stream `id` needs (the rest of) an initial copy.
-pub fn needs_copy<W: Write>(ctx: &Ctx<'_, W>, id: &str) -> bool {
+pub fn needs_copy<W: Write>(ctx: &Output<'_, W>, id: &str) -> bool {
     matches!(
-        Phase::read(ctx.state.bookmark(id), ReplicationMethod::LogBased),
+        ctx.phase(id, ReplicationMethod::LogBased),
         Phase::Fresh | Phase::Copying { .. }
     )
 }
@@ -70,7 +70,7 @@ pub fn needs_copy<W: Write>(ctx: &Ctx<'_, W>, id: &str) -> bool {
 /// bookmarks the slot's consistent point (unless resuming a copy, whose
 /// bookmark is kept).
 pub async fn initial_copy<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     primary: &mut Client,
     conn: &pg::ConnectionConfig,
     s: &LogStream<'_>,
@@ -87,7 +87,7 @@ pub async fn initial_copy<W: Write>(
         .snapshot_name
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the server exported no snapshot for slot {name:?}"))?;
-    let phase = match Phase::read(ctx.state.bookmark(&id), ReplicationMethod::LogBased) {
+    let phase = match ctx.phase(&id, ReplicationMethod::LogBased) {
         Phase::Copying { after, lsn } => {
             tracing::info!("stream {id}: resuming the initial copy");
             Phase::Copying { after, lsn }
@@ -103,10 +103,10 @@ pub async fn initial_copy<W: Write>(
             }
         }
     };
-    phase.write(ctx.state.bookmark_mut(&id));
+    ctx.set_phase(&id, &phase);
     let key = s.table.resume_key.clone();
     let names: Vec<&str> = s.selected.iter().map(String::as_str).collect();
-    let plan = StreamPlan::new(&s.table, &names, &key, &ctx.config.values);
+    let plan = StreamPlan::new(&s.table, &names, &key, ctx.values());
     let kind = CopyKind {
         method: ReplicationMethod::LogBased,
         exported: Some(&snapshot),

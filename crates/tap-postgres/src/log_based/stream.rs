@@ -19,7 +19,7 @@ use super::slot::{plugin_options, OPTIONAL};
 use super::streamer::{Event, FillRequest, Row, Step, Streamer};
 use super::LogConfig;
 use crate::discovery::{discover, Filter};
-use crate::output::Ctx;
+use crate::output::Output;
 
 /// Where and how far to stream.
 pub struct Plan<'a> {
@@ -119,7 +119,7 @@ pub async fn start(
 
 /// Streams until the streamer stops, the idle or run time limit passes.
 pub async fn run<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     lc: &LogConfig,
     primary: &Client,
     stream: &mut ReplicationStream,
@@ -219,7 +219,7 @@ async fn wait_visible(client: &Client, xid: Option<u32>) -> anyhow::Result<()> {
 async fn refresh<W: Write>(
     client: &Client,
     l: &Live,
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
 ) -> anyhow::Result<Live> {
     let filter = Filter {
         schemas: Some(vec![l.table.schema.clone()]),
@@ -239,11 +239,10 @@ async fn refresh<W: Write>(
             selected.push(c.name.clone());
         }
     }
-    let mut live = Live::new(l.id.clone(), table, selected, l.version, &ctx.config.values);
+    let mut live = Live::new(l.id.clone(), table, selected, l.version, ctx.values());
     live.records = l.records;
-    let schema = live.schema(&ctx.config.values);
-    ctx.writer
-        .write_schema(&live.id, &schema, &live.key_properties(), &["lsn"])?;
+    let schema = live.schema(ctx.values());
+    ctx.write_stream_schema(&live.id, &schema, &live.key_properties(), &["lsn"])?;
     Ok(live)
 }
 

@@ -58,7 +58,7 @@ use singer::TimeExtracted;
 use super::change::{wal_text, Live, RecordBuf};
 use super::message::{Action, Change};
 use crate::encode::Encoder;
-use crate::output::Ctx;
+use crate::output::Output;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
 use crate::types::Kind;
@@ -203,7 +203,7 @@ impl Streamer {
     /// Handles one event.
     pub fn on_event<W: Write>(
         &mut self,
-        ctx: &mut Ctx<'_, W>,
+        ctx: &mut Output<'_, W>,
         event: Event<'_>,
     ) -> anyhow::Result<Step> {
         match event {
@@ -216,7 +216,7 @@ impl Streamer {
         }
     }
 
-    fn on_keepalive<W: Write>(&mut self, ctx: &mut Ctx<'_, W>, wal_end: Lsn) -> Step {
+    fn on_keepalive<W: Write>(&mut self, ctx: &mut Output<'_, W>, wal_end: Lsn) -> Step {
         self.server_end = self.server_end.max(wal_end);
         if self.txn.is_some() {
             return Step::Continue;
@@ -230,18 +230,18 @@ impl Streamer {
     }
 
     /// Moves every stream's bookmark up to `lsn` (never back).
-    fn bookmark<W: Write>(&mut self, ctx: &mut Ctx<'_, W>, lsn: Lsn) {
+    fn bookmark<W: Write>(&mut self, ctx: &mut Output<'_, W>, lsn: Lsn) {
         for (l, at) in self.live.iter().zip(&mut self.positions) {
             if *at < lsn {
                 *at = lsn;
-                Phase::Streaming { lsn }.write(ctx.state.bookmark_mut(&l.id));
+                ctx.set_phase(&l.id, &Phase::Streaming { lsn });
             }
         }
     }
 
     fn on_action<W: Write>(
         &mut self,
-        ctx: &mut Ctx<'_, W>,
+        ctx: &mut Output<'_, W>,
         action: Action<'_>,
     ) -> anyhow::Result<Step> {
         match action {
@@ -256,7 +256,7 @@ impl Streamer {
                     return Ok(Step::Stop);
                 }
                 let mut ts = Vec::new();
-                Encoder::new(Kind::TimestampTz, ctx.config.values)
+                Encoder::new(Kind::TimestampTz, *ctx.values())
                     .encode(timestamp, &mut ts, &mut self.buf.replaced)
                     .map_err(|e| {
                         anyhow!("commit timestamp of the transaction ending at {end}: {e}")
@@ -293,11 +293,11 @@ impl Streamer {
         }
     }
 
-    fn on_commit<W: Write>(&mut self, ctx: &mut Ctx<'_, W>, end: Lsn) -> anyhow::Result<()> {
+    fn on_commit<W: Write>(&mut self, ctx: &mut Output<'_, W>, end: Lsn) -> anyhow::Result<()> {
         self.progress
             .tick(Some(self.server_end.0.saturating_sub(end.0)));
         self.bookmark(ctx, end);
-        if self.since_state >= ctx.config.state_interval_rows
+        if self.since_state >= ctx.config().state_interval_rows
             || self.last_state.elapsed() >= self.state_every
         {
             self.emit_state(ctx)?;
@@ -305,7 +305,7 @@ impl Streamer {
         Ok(())
     }
 
-    fn emit_state<W: Write>(&mut self, ctx: &mut Ctx<'_, W>) -> anyhow::Result<()> {
+    fn emit_state<W: Write>(&mut self, ctx: &mut Output<'_, W>) -> anyhow::Result<()> {
         ctx.emit_state()?;
         self.since_state = 0;
         self.last_state = Instant::now();
@@ -314,18 +314,18 @@ impl Streamer {
 
     /// The stream is quiet: hands what there is to the target (the records
     /// and, between transactions, a state covering them).
-    pub fn on_quiet<W: Write>(&mut self, ctx: &mut Ctx<'_, W>) -> anyhow::Result<()> {
+    pub fn on_quiet<W: Write>(&mut self, ctx: &mut Output<'_, W>) -> anyhow::Result<()> {
         if self.txn.is_none() && self.since_state > 0 {
             self.emit_state(ctx)
         } else {
-            ctx.writer.flush()?;
+            ctx.flush()?;
             Ok(())
         }
     }
 
     fn on_change<W: Write>(
         &mut self,
-        ctx: &mut Ctx<'_, W>,
+        ctx: &mut Output<'_, W>,
         kind: Kind_,
         c: &Change<'_>,
     ) -> anyhow::Result<Step> {
@@ -340,7 +340,7 @@ impl Streamer {
 
     fn apply_change<W: Write>(
         &mut self,
-        ctx: &mut Ctx<'_, W>,
+        ctx: &mut Output<'_, W>,
         kind: Kind_,
         c: &Change<'_>,
     ) -> anyhow::Result<Step> {
@@ -369,7 +369,7 @@ impl Streamer {
 
     fn write_change<W: Write>(
         &mut self,
-        ctx: &mut Ctx<'_, W>,
+        ctx: &mut Output<'_, W>,
         i: usize,
         kind: Kind_,
         c: &Change<'_>,
@@ -434,12 +434,12 @@ impl Streamer {
         })
     }
 
-    fn truncate<W: Write>(&mut self, ctx: &mut Ctx<'_, W>, i: usize) -> anyhow::Result<()> {
+    fn truncate<W: Write>(&mut self, ctx: &mut Output<'_, W>, i: usize) -> anyhow::Result<()> {
         let end = self.txn.as_ref().expect("in a transaction").end;
         let l = &mut self.live[i];
         l.version = phase::new_version().max(l.version + 1);
-        phase::set_version(ctx.state.bookmark_mut(&l.id), l.version);
-        ctx.writer.write_activate_version(&l.id, l.version)?;
+        phase::set_version(ctx.bookmark_mut(&l.id), l.version);
+        ctx.write_activate_version(&l.id, l.version)?;
         tracing::info!(
             "stream {}: TRUNCATE at {end}: new version {} activated",
             l.id,
@@ -451,7 +451,7 @@ impl Streamer {
     /// A delete record: the old key (`whole_row`: every old column).
     fn write_delete<W: Write>(
         &mut self,
-        ctx: &mut Ctx<'_, W>,
+        ctx: &mut Output<'_, W>,
         i: usize,
         c: &Change<'_>,
         whole_row: bool,
@@ -479,7 +479,7 @@ impl Streamer {
     /// found leaves them absent).
     fn write_row<W: Write>(
         &mut self,
-        ctx: &mut Ctx<'_, W>,
+        ctx: &mut Output<'_, W>,
         i: usize,
         c: &Change<'_>,
         filled: Option<(Vec<String>, Option<Row>)>,
@@ -513,7 +513,7 @@ impl Streamer {
     }
 
     /// Ends streaming: the last state, and the counts.
-    pub fn finish<W: Write>(mut self, ctx: &mut Ctx<'_, W>) -> anyhow::Result<()> {
+    pub fn finish<W: Write>(mut self, ctx: &mut Output<'_, W>) -> anyhow::Result<()> {
         self.emit_state(ctx)?;
         if self.buf.replaced.json_null > 0 {
             tracing::warn!(
@@ -539,20 +539,18 @@ enum Kind_ {
 
 /// Whether an update's old key differs from its new key.
 /// Writes one record body, preceded by a widened SCHEMA when one of its
-/// values needed more than the stream's last SCHEMA said (`encode::Widen`).
+/// values needed more than the stream's last SCHEMA said (`values::Widen`).
 fn write_body<W: Write>(
-    ctx: &mut Ctx<'_, W>,
+    ctx: &mut Output<'_, W>,
     l: &Live,
     body: &[u8],
     extracted: &TimeExtracted,
 ) -> anyhow::Result<()> {
     if l.needs_wider_schema() {
-        let schema = l.schema(&ctx.config.values);
-        ctx.writer
-            .write_schema(&l.id, &schema, &l.key_properties(), &["lsn"])?;
+        let schema = l.schema(ctx.values());
+        ctx.write_stream_schema(&l.id, &schema, &l.key_properties(), &["lsn"])?;
     }
-    ctx.writer
-        .write_record_raw(&l.id, body, Some(l.version), Some(extracted))?;
+    ctx.write_record_raw(&l.id, body, Some(l.version), Some(extracted))?;
     Ok(())
 }
 
@@ -656,13 +654,9 @@ mod tests {
         }
 
         fn send(&mut self, event: Event<'_>) -> Step {
-            let mut ctx = Ctx {
-                config: &self.config,
-                writer: &mut self.out,
-                state: std::mem::take(&mut self.state),
-            };
+            let mut ctx = Output::new(&self.config, &mut self.out, std::mem::take(&mut self.state));
             let step = self.streamer.on_event(&mut ctx, event).unwrap();
-            self.state = ctx.state;
+            self.state = ctx.into_state();
             step
         }
 

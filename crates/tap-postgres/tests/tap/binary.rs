@@ -8,9 +8,10 @@
 use pg_testkit::cluster;
 use tap_postgres::binary::copy_rows;
 use tap_postgres::discovery::{discover, Filter};
-use tap_postgres::encode::{ValueOptions, SESSION_SETTINGS};
+use tap_postgres::encode::SESSION_SETTINGS;
 use tap_postgres::read::copy_lines;
 use tap_postgres::rows::{RowEncoder, StreamPlan};
+use tap_postgres::values::ValueOptions;
 
 const GENERATED: &str = r#"
 CREATE TABLE gen AS
