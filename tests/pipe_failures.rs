@@ -258,18 +258,55 @@ fn through(proxy: &pg_testkit::StallProxy, db: &TestDb, stall_seconds: u64) -> V
 /// Panics unless the program failed, saying the connection stalled.
 fn assert_stalled(ended: &e2e::Ended) {
     assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
-    let critical: Vec<&str> = ended
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("CRITICAL "))
-        .collect();
-    assert_eq!(critical.len(), 1, "{}", ended.stderr);
+    let critical = ended.critical();
     assert!(
-        critical[0].contains(" stalled: nothing arrived for ")
-            && critical[0].contains("a rerun resumes from the last state"),
-        "{}",
-        critical[0]
+        critical.contains(" stalled: nothing arrived for ")
+            && critical.contains("a rerun resumes from the last state"),
+        "{critical}"
     );
+}
+
+/// A source with table `t` (50 rows), a temp dir, the catalog of
+/// `public-t` with `method` (discovered directly), and a proxy to the
+/// source.
+async fn stall_source(
+    method: &str,
+) -> (
+    TestDb,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    pg_testkit::StallProxy,
+) {
+    let source = cluster().create_database().await;
+    source
+        .execute_batch(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 50) i;",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let direct = config_file(dir.path(), "direct.json", &source, json!({}));
+    let catalog = write_json(
+        dir.path(),
+        "catalog.json",
+        &select(&discover(&direct), &[("public-t", method, None)]),
+    );
+    let proxy = pg_testkit::StallProxy::start(source.host(), source.port());
+    (source, dir, catalog, proxy)
+}
+
+/// `tap-postgres --config <cfg> --catalog <catalog>`, running.
+fn start_tap(cfg: &Path, catalog: &Path) -> e2e::Running {
+    e2e::Running::start(
+        "tap-postgres",
+        &[
+            "--config".as_ref(),
+            cfg.as_os_str(),
+            "--catalog".as_ref(),
+            catalog.as_os_str(),
+        ],
+        Stdio::null(),
+    )
 }
 
 /// Waits until a session of `application` waits for a lock.
@@ -288,21 +325,7 @@ async fn wait_for_lock_wait(db: &TestDb, application: &str) {
 
 #[tokio::test]
 async fn a_stalled_full_table_read_fails_in_bounded_time() {
-    let source = cluster().create_database().await;
-    source
-        .execute_batch(
-            "CREATE TABLE t (id int PRIMARY KEY, v text);
-             INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 50) i;",
-        )
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let direct = write_json(dir.path(), "direct.json", &source.conn_config());
-    let catalog = write_json(
-        dir.path(),
-        "catalog.json",
-        &select(&discover(&direct), &[("public-t", "FULL_TABLE", None)]),
-    );
-    let proxy = pg_testkit::StallProxy::start(source.host(), source.port());
+    let (source, dir, catalog, proxy) = stall_source("FULL_TABLE").await;
     let cfg = write_json(dir.path(), "tap.json", &through(&proxy, &source, 1));
     // The read waits on a lock (a busy server: not a stall), then the path
     // stalls and the answer never arrives.
@@ -311,16 +334,7 @@ async fn a_stalled_full_table_read_fails_in_bounded_time() {
         .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let tap = e2e::Running::start(
-        "tap-postgres",
-        &[
-            "--config".as_ref(),
-            cfg.as_os_str(),
-            "--catalog".as_ref(),
-            catalog.as_os_str(),
-        ],
-        Stdio::null(),
-    );
+    let tap = start_tap(&cfg, &catalog);
     wait_for_lock_wait(&source, "tap-postgres").await;
     proxy.stall();
     locker.batch_execute("COMMIT").await.unwrap();
@@ -337,21 +351,7 @@ async fn a_stalled_full_table_read_fails_in_bounded_time() {
 
 #[tokio::test]
 async fn a_stalled_log_based_stream_fails_in_bounded_time_even_when_stopping() {
-    let source = cluster().create_database().await;
-    source
-        .execute_batch(
-            "CREATE TABLE t (id int PRIMARY KEY, v text);
-             INSERT INTO t VALUES (1, 'a'), (2, 'b');",
-        )
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let direct = write_json(dir.path(), "direct.json", &source.conn_config());
-    let catalog = write_json(
-        dir.path(),
-        "catalog.json",
-        &select(&discover(&direct), &[("public-t", "LOG_BASED", None)]),
-    );
-    let proxy = pg_testkit::StallProxy::start(source.host(), source.port());
+    let (source, dir, catalog, proxy) = stall_source("LOG_BASED").await;
     // The stream goes quiet for logical_poll_total_seconds (2 s) and stops
     // first; the stop itself then meets the stalled path.
     let mut cfg = through(&proxy, &source, 4);
@@ -360,16 +360,7 @@ async fn a_stalled_log_based_stream_fails_in_bounded_time_even_when_stopping() {
     cfg["break_at_end_lsn"] = json!(false);
     cfg["logical_poll_total_seconds"] = json!(2);
     let cfg = write_json(dir.path(), "tap.json", &cfg);
-    let tap = e2e::Running::start(
-        "tap-postgres",
-        &[
-            "--config".as_ref(),
-            cfg.as_os_str(),
-            "--catalog".as_ref(),
-            catalog.as_os_str(),
-        ],
-        Stdio::null(),
-    );
+    let tap = start_tap(&cfg, &catalog);
     e2e::wait_until(
         "the tap to stream",
         std::time::Duration::from_secs(30),

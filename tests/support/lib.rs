@@ -541,6 +541,22 @@ pub struct Ended {
     pub stderr: String,
 }
 
+impl Ended {
+    /// The one `CRITICAL …` line of a failed run.
+    ///
+    /// # Panics
+    /// Unless there is exactly one (with stderr).
+    pub fn critical(&self) -> &str {
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("CRITICAL "))
+            .collect();
+        assert_eq!(lines.len(), 1, "one CRITICAL line:\n{}", self.stderr);
+        lines[0]
+    }
+}
+
 impl Running {
     /// Starts workspace binary `name` with `args` and `stdin`.
     pub fn start(name: &str, args: &[&std::ffi::OsStr], stdin: Stdio) -> Running {

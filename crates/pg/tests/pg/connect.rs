@@ -249,17 +249,7 @@ async fn client_certificate_authentication_inline_and_by_path() {
 
 /// Issue 10, item 1: settings for a stall noticed in about a second.
 fn through_proxy(db: &pg_testkit::TestDb, proxy: &pg_testkit::StallProxy) -> ConnectionConfig {
-    let mut v = db.conn_config();
-    v["host"] = json!("127.0.0.1");
-    v["port"] = json!(proxy.port());
-    v["sslmode"] = json!("disable");
-    v["connect_timeout"] = json!(5);
-    v["stall_timeout_seconds"] = json!(1);
-    v["keepalives_idle"] = json!(1);
-    v["keepalives_interval"] = json!(1);
-    v["keepalives_count"] = json!(2);
-    v["tcp_user_timeout"] = json!(2000);
-    config(v)
+    config(super::via_proxy(db, proxy, 1))
 }
 
 /// Issue 10, item 1: a connection whose path stops delivering without

@@ -693,12 +693,7 @@ async fn a_stalled_stream_fails_and_stop_is_bounded() {
     db.execute_batch("CREATE TABLE t (id int PRIMARY KEY)")
         .await;
     let proxy = pg_testkit::StallProxy::start(db.host(), db.port());
-    let mut v = db.conn_config();
-    v["host"] = json!("127.0.0.1");
-    v["port"] = json!(proxy.port());
-    v["sslmode"] = json!("disable");
-    v["connect_timeout"] = json!(5);
-    v["stall_timeout_seconds"] = json!(1);
+    let v = super::via_proxy(&db, &proxy, 1);
     let mut client = ReplicationClient::connect(&config(v), GUCS).await.unwrap();
     client
         .create_logical_slot("s_stalled", "wal2json", SlotSnapshot::NoExport)
@@ -748,11 +743,7 @@ async fn a_stalled_stream_fails_and_stop_is_bounded() {
 async fn stopping_a_stream_over_a_stalled_path_is_bounded() {
     let db = cluster().create_database().await;
     let proxy = pg_testkit::StallProxy::start(db.host(), db.port());
-    let mut v = db.conn_config();
-    v["host"] = json!("127.0.0.1");
-    v["port"] = json!(proxy.port());
-    v["sslmode"] = json!("disable");
-    v["stall_timeout_seconds"] = json!(2);
+    let v = super::via_proxy(&db, &proxy, 2);
     let mut client = ReplicationClient::connect(&config(v), GUCS).await.unwrap();
     client
         .create_logical_slot("s_stop", "wal2json", SlotSnapshot::NoExport)

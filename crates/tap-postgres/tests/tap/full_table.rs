@@ -3,6 +3,8 @@
 //! `currently_syncing`.
 
 use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
 
 use pg_testkit::cluster;
 use serde_json::{json, Value};
@@ -349,13 +351,35 @@ async fn progress_lines_report_rows_rate_and_share() {
         &discover(&files, &cfg),
         &[("public-prog", "FULL_TABLE", None)],
     );
-    let run = sync(&files, &cfg, &catalog, None);
-    assert!(run.output.status.success(), "{}", run.stderr);
-    let line = run
-        .stderr
+    // However fast the copy, the run lasts longer than the interval: the
+    // table is locked until the tap's COPY has waited 1.5 s for it.
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE prog IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let child = sync_command(&files, &cfg, &catalog, None)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    pg_testkit::wait_until("the tap's COPY to wait for the lock", Duration::from_secs(30), || async {
+        !db.query_json(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .await
+        .is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let line = stderr
         .lines()
         .find(|l| l.contains("stream public-prog: ") && l.contains(" rows/s, "))
-        .unwrap_or_else(|| panic!("no progress line in {}", run.stderr));
+        .unwrap_or_else(|| panic!("no progress line in {stderr}"));
     assert!(line.contains("% of about 300000"), "{line}");
     // And none when turned off.
     let quiet = config(&db, json!({"progress_interval_seconds": 0}));
