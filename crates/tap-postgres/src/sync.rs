@@ -99,7 +99,10 @@ pub async fn run<W: Write>(
                 .await?
                 .get(0);
             if exists.is_some() {
-                bail!("stream {id}: permission denied: the user may not SELECT from {qualified}");
+                return Err(
+                    err!("permission denied: the user may not SELECT from {qualified}")
+                        .in_stream(id),
+                );
             }
             tracing::warn!(
                 "stream {id}: table {qualified} no longer exists; skipped, the other streams go on"

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 use super::slot::Slot;
 use super::{LogConfig, LogStream};
 use crate::discovery::RelKind;
-use crate::error::{bail, Result};
+use crate::error::{bail, err, Result};
 
 /// Server ≥ 10, the primary, `wal_level = logical`.
 pub async fn check_server(client: &Client) -> Result<()> {
@@ -47,7 +47,11 @@ pub fn check_tables(config: &LogConfig, streams: &[LogStream<'_>]) -> Result<()>
         let t = &s.table;
         let id = &s.entry.tap_stream_id;
         if t.relkind.is_view() || t.relkind == RelKind::Foreign {
-            bail!(config, "stream {id}: a view or foreign table has no WAL to decode; use FULL_TABLE or INCREMENTAL");
+            return Err(err!(
+                config,
+                "a view or foreign table has no WAL to decode; use FULL_TABLE or INCREMENTAL"
+            )
+            .in_stream(id));
         }
         if t.primary_key.is_empty() && t.replica_identity != 'f' {
             let msg = format!(

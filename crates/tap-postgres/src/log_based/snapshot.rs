@@ -82,7 +82,8 @@ pub async fn initial_copy<W: Write>(
     let created = rc
         .create_temporary_logical_slot(&name, "wal2json", SlotSnapshot::Export)
         .await
-        .with_context(|| format!("stream {id}: the initial copy's snapshot (a temporary replication slot; max_replication_slots must leave one free)"))?;
+        .context("the initial copy's snapshot (a temporary replication slot; max_replication_slots must leave one free)")
+        .map_err(|e| e.into_slot().in_stream(&id))?;
     let snapshot = created
         .snapshot_name
         .clone()
@@ -113,7 +114,8 @@ pub async fn initial_copy<W: Write>(
     };
     full_table::sync(ctx, primary, &plan, &key, kind)
         .await
-        .with_context(|| format!("stream {id}: initial copy"))?;
+        .context("initial copy")
+        .map_err(|e| e.in_stream(&id))?;
     rc.close().await;
     Ok(())
 }

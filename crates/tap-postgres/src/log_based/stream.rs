@@ -226,7 +226,7 @@ async fn refresh<W: Write>(client: &Client, l: &Live, ctx: &mut Output<'_, W>) -
         .into_iter()
         .find(|t| t.name == l.table.name)
     else {
-        bail!("stream {}: the table disappeared while streaming", l.id);
+        return Err(err!("the table disappeared while streaming").in_stream(&l.id));
     };
     let mut selected = l.selected.clone();
     for c in &table.columns {
@@ -257,7 +257,7 @@ async fn fill(client: &Client, l: &Live, request: &FillRequest) -> Result<Option
         let column = l
             .table
             .column(name)
-            .ok_or_else(|| err!("stream {}: key column {name:?} is gone", l.id))?;
+            .ok_or_else(|| err!("key column {name:?} is gone").in_stream(&l.id))?;
         conditions.push(format!(
             "{} = ${}::text::{}",
             pg::quote_ident(name),
