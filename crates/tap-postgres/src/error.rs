@@ -13,6 +13,9 @@
 //!   its `source()` is the cause's source, so a printer walking the chain
 //!   prints each fact once — the server's DETAIL and HINT included, as the
 //!   driver's error carries them.
+//! - A leaf module: it knows no other module of the crate (an error type
+//!   of another module becomes an [`Error`] through
+//!   [`Error::source_data`] where it is raised).
 //! - The kind is decided where the error is made, from what it is (the
 //!   driver's state, the SQLSTATE, the writer's error kind), never from its
 //!   text; context added later keeps it.
@@ -105,6 +108,12 @@ impl Error {
     /// An error about the source's data or schema.
     pub fn msg(message: impl Into<String>) -> Error {
         Error::new(Kind::Source, message.into())
+    }
+
+    /// A row or value of the source the tap cannot read or encode, caused
+    /// by `e` (whose text it shows).
+    pub fn source_data(e: impl StdError + Send + Sync + 'static) -> Error {
+        Error::wrap(Kind::Source, e)
     }
 
     /// An invalid setting (config, catalog, state).
@@ -338,24 +347,6 @@ impl From<singer::Error> for Error {
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
         Error::wrap(Kind::Output, e)
-    }
-}
-
-impl From<crate::encode::ValueError> for Error {
-    fn from(e: crate::encode::ValueError) -> Error {
-        Error::wrap(Kind::Source, e)
-    }
-}
-
-impl From<crate::rows::RowError> for Error {
-    fn from(e: crate::rows::RowError) -> Error {
-        Error::wrap(Kind::Source, e)
-    }
-}
-
-impl From<crate::log_based::message::BadMessage> for Error {
-    fn from(e: crate::log_based::message::BadMessage) -> Error {
-        Error::wrap(Kind::Source, e)
     }
 }
 

@@ -132,7 +132,9 @@ pub async fn sync<W: Write>(
             format!("SELECT {select} FROM {table} {filter} ORDER BY {order} LIMIT {chunk}")
         };
         let rows = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
-            let record = encoder.encode_binary(row, fields).map_err(Error::from)?;
+            let record = encoder
+                .encode_binary(row, fields)
+                .map_err(Error::source_data)?;
             ctx.widen_schema(plan, &[])?;
             ctx.write_record_raw(&id, record, Some(version), Some(&time))?;
             progress.row();

@@ -57,7 +57,7 @@ use singer::TimeExtracted;
 use super::change::{wal_text, Live, RecordBuf};
 use super::message::{Action, Change};
 use crate::encode::Encoder;
-use crate::error::{err, Context as _, Result};
+use crate::error::{err, Context as _, Error, Result};
 use crate::output::Output;
 use crate::phase::{self, Phase};
 use crate::progress::Progress;
@@ -210,7 +210,7 @@ impl Streamer {
             Event::Keepalive { wal_end } => Ok(self.on_keepalive(ctx, wal_end)),
             Event::Data { data, wal_end } => {
                 self.server_end = self.server_end.max(wal_end);
-                let action = Action::parse(data)?;
+                let action = Action::parse(data).map_err(Error::source_data)?;
                 self.on_action(ctx, action)
             }
         }
@@ -413,8 +413,9 @@ impl Streamer {
                 .find(|x| x.name == k.as_str())
                 .ok_or_else(|| err!("the new row has no key column {k:?}"))?;
             let kind = &l.table.column(k).expect("key columns exist").kind;
-            let text =
-                wal_text(kind, col.value)?.ok_or_else(|| err!("key column {k:?} is null"))?;
+            let text = wal_text(kind, col.value)
+                .map_err(Error::source_data)?
+                .ok_or_else(|| err!("key column {k:?} is null"))?;
             key.push((k.clone(), text.into_owned()));
         }
         Ok(FillRequest {
@@ -451,13 +452,15 @@ impl Streamer {
         let l = &self.live[i];
         self.buf.start();
         if whole_row {
-            self.buf.columns(l, &c.identity)?;
+            self.buf
+                .columns(l, &c.identity)
+                .map_err(Error::source_data)?;
         } else {
             let keys = c
                 .identity
                 .iter()
                 .filter(|o| l.table.primary_key.iter().any(|k| o.name == k.as_str()));
-            self.buf.columns(l, keys)?;
+            self.buf.columns(l, keys).map_err(Error::source_data)?;
         }
         let body = self.buf.finish(txn.end, Some(&txn.commit_time));
         write_body(ctx, l, body, &txn.extracted)?;
@@ -478,17 +481,21 @@ impl Streamer {
         let txn = self.txn.as_ref().expect("in a transaction");
         let l = &self.live[i];
         self.buf.start();
-        self.buf.columns(l, &c.columns)?;
+        self.buf
+            .columns(l, &c.columns)
+            .map_err(Error::source_data)?;
         if !c.identity.is_empty() {
             let absent = c
                 .identity
                 .iter()
                 .filter(|o| !c.columns.iter().any(|n| n.name == o.name));
-            self.buf.columns(l, absent)?;
+            self.buf.columns(l, absent).map_err(Error::source_data)?;
         }
         if let Some((names, Some(values))) = &filled {
             for (name, value) in names.iter().zip(values) {
-                self.buf.text(l, name, value.as_deref())?;
+                self.buf
+                    .text(l, name, value.as_deref())
+                    .map_err(Error::source_data)?;
             }
         }
         let body = self.buf.finish(txn.end, None);

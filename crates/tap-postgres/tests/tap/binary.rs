@@ -77,7 +77,15 @@ async fn both_paths(db: &pg_testkit::TestDb, table: &str) -> (Vec<String>, Vec<S
         &tx,
         &format!("SELECT {} {from}", plan.select_list()),
         |line| {
-            text.push(String::from_utf8(encoder.encode_line(line)?.to_vec()).expect("UTF-8"));
+            text.push(
+                String::from_utf8(
+                    encoder
+                        .encode_line(line)
+                        .map_err(tap_postgres::Error::source_data)?
+                        .to_vec(),
+                )
+                .expect("UTF-8"),
+            );
             Ok(())
         },
     )
@@ -89,8 +97,15 @@ async fn both_paths(db: &pg_testkit::TestDb, table: &str) -> (Vec<String>, Vec<S
     let mut binary = Vec::new();
     let query = format!("SELECT {} {from}", plan.binary_select_list());
     copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
-        binary
-            .push(String::from_utf8(encoder.encode_binary(row, fields)?.to_vec()).expect("UTF-8"));
+        binary.push(
+            String::from_utf8(
+                encoder
+                    .encode_binary(row, fields)
+                    .map_err(tap_postgres::Error::source_data)?
+                    .to_vec(),
+            )
+            .expect("UTF-8"),
+        );
         Ok(())
     })
     .await
