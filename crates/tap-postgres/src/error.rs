@@ -324,11 +324,15 @@ impl From<tokio_postgres::Error> for Error {
 
 impl From<pg::Error> for Error {
     fn from(e: pg::Error) -> Error {
+        let lost = StdError::source(&e)
+            .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+            .is_some_and(connection_lost);
         let kind = match e.kind() {
-            pg::ErrorKind::Config => Kind::Config,
+            _ if lost => Kind::Connection,
+            pg::ErrorKind::Config | pg::ErrorKind::Auth | pg::ErrorKind::Tls => Kind::Config,
             pg::ErrorKind::Replication => Kind::Slot,
-            pg::ErrorKind::Server => Kind::Source,
-            _ => Kind::Connection,
+            pg::ErrorKind::Connect => Kind::Connection,
+            _ => Kind::Source,
         };
         Error::wrap(kind, e)
     }
@@ -406,5 +410,39 @@ mod tests {
         assert_eq!(chain(&e), "writing the catalog: gone");
         assert!(e.is_output());
         assert!(e.find::<std::io::Error>().is_some());
+    }
+
+    /// A writer whose reader has gone.
+    struct Closed;
+
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn kinds_come_from_what_failed_and_survive_context() {
+        let mut writer = singer::MessageWriter::new(Closed);
+        let e = Error::from(writer.write_state(&serde_json::json!({})).unwrap_err())
+            .in_stream("public-orders")
+            .context("writing the state");
+        assert!(e.is_output());
+        assert_eq!(
+            e.remedy(),
+            "see the downstream program's error; do not retry"
+        );
+        let e = Error::config("`port` must be a TCP port").in_stream("s");
+        assert!(!e.is_output() && !e.is_connection());
+        assert_eq!(e.remedy(), "fix the config file, the catalog or the state");
+        assert!(Error::connection("lost").is_connection());
+        assert!(Error::msg("x")
+            .into_slot()
+            .remedy()
+            .contains("replication slot"));
     }
 }
