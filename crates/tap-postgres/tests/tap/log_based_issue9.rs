@@ -38,6 +38,44 @@ async fn wait_for(db: &TestDb, query: &str, what: &str) {
     }
 }
 
+/// Runs the tap (`cmd`) while a commit (`held`, spawned) waits for a
+/// standby that never connects; once the tap has ended or `waiting` (a
+/// query) returns a row, the standby requirement is dropped so the commit
+/// completes, and the tap's run is returned.
+async fn run_while_held(
+    custom: &pg_testkit::Cluster,
+    db: &TestDb,
+    mut cmd: std::process::Command,
+    waiting: &str,
+    held: tokio::task::JoinHandle<()>,
+) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && db.query_json(waiting).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the tap neither ended nor waited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    custom
+        .execute_batch("ALTER SYSTEM SET synchronous_standby_names = ''")
+        .await;
+    custom.execute_batch("SELECT pg_reload_conf()").await;
+    held.await.unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    Run {
+        lines: stdout.lines().map(str::to_string).collect(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+    }
+}
+
 #[tokio::test]
 async fn issue9_a_commit_waiting_for_a_standby_during_the_initial_copy_arrives() {
     // Every commit that asks for it waits for a standby that never comes.
@@ -70,40 +108,14 @@ async fn issue9_a_commit_waiting_for_a_standby_during_the_initial_copy_arrives()
 
     // The tap's initial copy starts while it is held; release it once the
     // tap has either finished or is waiting for it.
-    let mut child = sync_command(&files, &cfg, &catalog, None)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        let waiting = db
-            .query_json("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'transactionid'")
-            .await;
-        if !waiting.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tap neither ended nor waited"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    custom
-        .execute_batch("ALTER SYSTEM SET synchronous_standby_names = ''")
-        .await;
-    custom.execute_batch("SELECT pg_reload_conf()").await;
-    insert.await.unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    let first = Run {
-        lines: stdout.lines().map(str::to_string).collect(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
+    let first = run_while_held(
+        &custom,
+        &db,
+        sync_command(&files, &cfg, &catalog, None),
+        "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'transactionid'",
+        insert,
+    )
+    .await;
     assert!(first.output.status.success(), "{}", first.stderr);
     let second = sync(&files, &cfg, &catalog, Some(&first.last_state()));
     assert!(second.output.status.success(), "{}", second.stderr);
@@ -365,45 +377,17 @@ async fn issue9_a_key_change_streamed_before_it_is_visible_keeps_its_toasted_col
         "the key change to wait for the standby",
     )
     .await;
-    let mut child = sync_command(&files, &cfg, &catalog, Some(&first.last_state()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Released once the tap has ended, or has the change and waits until
     // it is visible.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        let waiting = db
-            .query_json(
-                "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%txid_visible_in_snapshot%' \
-                 AND pid <> pg_backend_pid()",
-            )
-            .await;
-        if !waiting.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tap neither ended nor waited"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    custom
-        .execute_batch("ALTER SYSTEM SET synchronous_standby_names = ''")
-        .await;
-    custom.execute_batch("SELECT pg_reload_conf()").await;
-    update.await.unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    let second = Run {
-        lines: stdout.lines().map(str::to_string).collect(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
+    let second = run_while_held(
+        &custom,
+        &db,
+        sync_command(&files, &cfg, &catalog, Some(&first.last_state())),
+        "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%txid_visible_in_snapshot%' \
+         AND pid <> pg_backend_pid()",
+        update,
+    )
+    .await;
     assert!(second.output.status.success(), "{}", second.stderr);
     let records: Vec<Value> = second
         .of_type("RECORD")
