@@ -556,30 +556,39 @@ fn meltanolabs_tap(venv: &Path, dir: &Path, source: &TestDb, stream: &str) -> Ve
     c["database"] = c["dbname"].clone();
     c["filter_schemas"] = json!(["public"]);
     let cfg = write_json(dir, "meltano-tap.json", &c);
-    let out = command(venv.join("tap-postgres"), &[("--config", &cfg)])
+    other_tap(
+        &venv.join("tap-postgres"),
+        &cfg,
+        dir,
+        stream,
+        "MeltanoLabs tap",
+    )
+}
+
+/// Another tap (`program`, config file `cfg`): `--discover`, `stream`
+/// selected FULL_TABLE, then the sync; its stdout. `what` names it in
+/// failures.
+fn other_tap(program: &Path, cfg: &Path, dir: &Path, stream: &str, what: &str) -> Vec<u8> {
+    let out = command(program.to_path_buf(), &[("--config", cfg)])
         .arg("--discover")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "MeltanoLabs tap --discover: {}",
-        texts(&out)
-    );
+    assert!(out.status.success(), "{what} --discover: {}", texts(&out));
     let catalog: Value = serde_json::from_slice(&out.stdout).unwrap();
     let catalog = write_json(
         dir,
-        "meltano-catalog.json",
+        "other-catalog.json",
         &select(&catalog, &[(stream, "FULL_TABLE", None)]),
     );
     let out = command(
-        venv.join("tap-postgres"),
-        &[("--config", &cfg), ("--catalog", &catalog)],
+        program.to_path_buf(),
+        &[("--config", cfg), ("--catalog", &catalog)],
     )
     .stdin(Stdio::null())
     .output()
     .unwrap();
-    assert!(out.status.success(), "MeltanoLabs tap: {}", texts(&out));
+    assert!(out.status.success(), "{what}: {}", texts(&out));
     out.stdout
 }
 
@@ -690,31 +699,13 @@ fn pipelinewise_tap(venv: &Path, dir: &Path, source: &TestDb, stream: &str) -> V
     c["port"] = json!(source.port().to_string());
     c["filter_schemas"] = json!("public");
     let cfg = write_json(dir, "pw-tap.json", &c);
-    let out = command(venv.join("tap-postgres"), &[("--config", &cfg)])
-        .arg("--discover")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pipelinewise tap --discover: {}",
-        texts(&out)
-    );
-    let catalog: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let catalog = write_json(
+    other_tap(
+        &venv.join("tap-postgres"),
+        &cfg,
         dir,
-        "pw-catalog.json",
-        &select(&catalog, &[(stream, "FULL_TABLE", None)]),
-    );
-    let out = command(
-        venv.join("tap-postgres"),
-        &[("--config", &cfg), ("--catalog", &catalog)],
+        stream,
+        "pipelinewise tap",
     )
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "pipelinewise tap: {}", texts(&out));
-    out.stdout
 }
 
 fn pipelinewise_target(venv: &Path, dir: &Path, target: &TestDb, messages: &[u8]) -> Output {
@@ -790,37 +781,13 @@ fn macrometa_source(venv: &Path, dir: &Path, source: &TestDb, table: &str) -> Ve
     c["replication_method"] = json!("FULL_TABLE");
     let cfg = write_json(dir, "macrometa-source.json", &c);
     let _port = MACROMETA.lock().unwrap_or_else(|e| e.into_inner());
-    let out = command(
-        venv.join("macrometa-source-postgres"),
-        &[("--config", &cfg)],
-    )
-    .arg("--discover")
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "Macrometa source --discover: {}",
-        texts(&out)
-    );
-    let catalog: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let catalog = write_json(
+    other_tap(
+        &venv.join("macrometa-source-postgres"),
+        &cfg,
         dir,
-        "macrometa-catalog.json",
-        &select(
-            &catalog,
-            &[(&format!("public-{table}"), "FULL_TABLE", None)],
-        ),
-    );
-    let out = command(
-        venv.join("macrometa-source-postgres"),
-        &[("--config", &cfg), ("--catalog", &catalog)],
+        &format!("public-{table}"),
+        "Macrometa source",
     )
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "Macrometa source: {}", texts(&out));
-    out.stdout
 }
 
 /// macrometa-target-postgres into `target_table` = `table`.
