@@ -9,18 +9,9 @@ use std::time::{Duration, Instant};
 use pg_testkit::{cluster, ClusterBuilder, TestDb};
 use serde_json::{json, Value};
 
-use crate::support::{config, discover, select, sync, sync_command, sync_until_killed, Files, Run};
-
-fn log_config(db: &TestDb, slot: &str, extra: Value) -> Value {
-    let mut c = config(
-        db,
-        json!({"replication_slot": slot, "create_replication_slot": true, "logical_poll_total_seconds": 10}),
-    );
-    for (k, v) in extra.as_object().unwrap() {
-        c[k] = v.clone();
-    }
-    c
-}
+use crate::support::{
+    config, discover, log_config, select, sync, sync_command, sync_until_killed, Files, Run,
+};
 
 /// Records of `run` without the fields that change from run to run.
 fn records(run: &Run) -> Vec<Value> {

@@ -35,6 +35,19 @@ pub fn config(db: &TestDb, extra: Value) -> Value {
     c
 }
 
+/// A LOG_BASED config: slot `slot` (created if missing), a 10 s poll, then
+/// `extra`.
+pub fn log_config(db: &TestDb, slot: &str, extra: Value) -> Value {
+    let mut c = config(
+        db,
+        json!({"replication_slot": slot, "create_replication_slot": true, "logical_poll_total_seconds": 10}),
+    );
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
 pub fn tap() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tap-postgres"));
     c.env_remove("LOG_LEVEL").stdin(Stdio::null());
