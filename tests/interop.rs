@@ -344,6 +344,28 @@ fn improved(baseline: &[(String, String)], better: &[(&str, &str)]) -> Vec<(Stri
         .collect()
 }
 
+/// The column types of `tgt.common` in `ours`, asserted to be the
+/// target's `baseline` (from its own family's tap) with `better` in place.
+async fn types_against_baseline(
+    ours: &TestDb,
+    baseline: &[(String, String)],
+    better: &[(&str, &str)],
+    what: &str,
+) -> Vec<(String, String)> {
+    let types = types_of(ours, "tgt", "common", COMMON).await;
+    eprintln!(
+        "{what} baseline {:?}\nours {:?}",
+        pairs(baseline),
+        pairs(&types)
+    );
+    assert_eq!(
+        pairs(&types),
+        pairs(&improved(baseline, better)),
+        "{what}: ours vs the baseline"
+    );
+    types
+}
+
 fn pairs(v: &[(String, String)]) -> Vec<String> {
     v.iter().map(|(c, t)| format!("{c} {t}")).collect()
 }
@@ -741,17 +763,7 @@ async fn pipelinewise_target_loads_our_tap_as_well_as_its_own() {
     let messages = our_tap(dir.path(), &source, &["public-common"]);
     let out = pipelinewise_target(pw, dir.path(), &ours, &messages);
     assert!(out.status.success(), "ours: {}", texts(&out));
-    let types = types_of(&ours, "tgt", "common", COMMON).await;
-    eprintln!(
-        "pipelinewise baseline {:?}\nours {:?}",
-        pairs(&baseline),
-        pairs(&types)
-    );
-    assert_eq!(
-        pairs(&types),
-        pairs(&improved(&baseline, &PW_MAPPING)),
-        "ours vs the baseline"
-    );
+    let types = types_against_baseline(&ours, &baseline, &PW_MAPPING, "pipelinewise").await;
     assert_rows(&source, "common", &ours, "tgt.common", &types, PW_TARGET).await;
     let mut both: Vec<_> = PW_TARGET
         .iter()
@@ -889,17 +901,7 @@ async fn macrometa_target_loads_our_tap_as_well_as_its_own_source() {
         "ours: {}",
         texts(&out)
     );
-    let types = types_of(&ours, "tgt", "common", COMMON).await;
-    eprintln!(
-        "macrometa baseline {:?}\nours {:?}",
-        pairs(&baseline),
-        pairs(&types)
-    );
-    assert_eq!(
-        pairs(&types),
-        pairs(&improved(&baseline, &PW_MAPPING)),
-        "ours vs the baseline"
-    );
+    let types = types_against_baseline(&ours, &baseline, &PW_MAPPING, "macrometa").await;
     // A pipelinewise fork: the same load limits.
     assert_rows(&source, "common", &ours, "tgt.common", &types, PW_TARGET).await;
     let mut both: Vec<_> = PW_TARGET
