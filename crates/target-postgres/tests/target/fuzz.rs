@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -165,14 +165,7 @@ struct Outcome {
 }
 
 fn run_case(cfg: std::path::PathBuf, input: Vec<u8>) -> Outcome {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_target-postgres"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = target_command(&cfg).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut stdin = child.stdin.take().unwrap();
     let data = input.clone();

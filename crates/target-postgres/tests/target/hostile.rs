@@ -265,15 +265,11 @@ async fn the_slow_merge_keeps_array_columns_exact() {
 #[tokio::test]
 async fn hundreds_of_streams_leave_no_staging_tables_alive() {
     use std::io::{BufRead as _, Write as _};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     const STREAMS: usize = 200;
     let db = pg_testkit::cluster().create_database().await;
     let cfg = config(&db, json!({"batch_size_rows": 3}));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_target-postgres"))
-        .arg("--config")
-        .arg(cfg.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    let mut child = target_command(cfg.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -348,14 +344,10 @@ fn run_measured(
     last: i64,
 ) -> (Vec<i64>, u64) {
     use std::io::{BufRead as _, Write as _};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     extra["batch_flush_interval"] = json!(1);
     let cfg = config(db, extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_target-postgres"))
-        .arg("--config")
-        .arg(cfg.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    let mut child = target_command(cfg.path())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -3,8 +3,8 @@
 //! from the last state it printed, and the tables hold every record exactly
 //! once.
 
-use std::io::{BufRead as _, Write as _};
-use std::process::{Command, Stdio};
+use std::io::BufRead as _;
+use std::process::Stdio;
 
 use serde_json::{json, Value};
 
@@ -90,20 +90,11 @@ async fn killed_and_rerun_from_the_last_state_loses_and_doubles_nothing() {
             &db,
             json!({"batch_size_rows": 1500, "primary_key_required": false}),
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_target-postgres"))
-            .arg("--config")
-            .arg(cfg.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+        let mut child = target_command(cfg.path())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = lines(&all);
-        let writer = std::thread::spawn(move || {
-            // Fails with EPIPE once the target is killed.
-            let _ = stdin.write_all(input.as_bytes());
-        });
+        let writer = feed(&mut child, lines(&all));
         let mut last: Option<Value> = None;
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut seen = 0;
@@ -164,21 +155,12 @@ async fn dying_at_each_failpoint_and_rerunning_loses_and_doubles_nothing() {
     ] {
         let db = pg_testkit::cluster().create_database().await;
         let file = config(&db, cfg.clone());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_target-postgres"))
-            .arg("--config")
-            .arg(file.path())
+        let mut child = target_command(file.path())
             .env("TARGET_POSTGRES_FAILPOINT", format!("{point}:3"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = lines(&all);
-        let writer = std::thread::spawn(move || {
-            // Fails with EPIPE once the target died.
-            let _ = stdin.write_all(input.as_bytes());
-        });
+        let writer = feed(&mut child, lines(&all));
         let out = child.wait_with_output().unwrap();
         writer.join().unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();

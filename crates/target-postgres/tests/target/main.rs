@@ -68,22 +68,35 @@ pub fn config(db: &pg_testkit::TestDb, extra: Value) -> tempfile::NamedTempFile 
     f
 }
 
+/// The target with config file `cfg`, stdin and stdout piped (stderr as
+/// the caller sets it).
+pub fn target_command(cfg: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_target-postgres"));
+    c.arg("--config")
+        .arg(cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    c
+}
+
+/// Writes `input` to `child`'s stdin on a thread, then closes it (EOF). A
+/// write that fails because the target has died is not an error here: the
+/// tests check what it printed and loaded.
+pub fn feed(child: &mut std::process::Child, input: String) -> std::thread::JoinHandle<()> {
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    })
+}
+
 /// Runs the target on `input` with `db`'s config plus `extra`.
 pub fn run(db: &pg_testkit::TestDb, extra: Value, input: &str) -> Run {
     let cfg = config(db, extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_target-postgres"))
-        .arg("--config")
-        .arg(cfg.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    let mut child = target_command(cfg.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
+    let writer = feed(&mut child, input.to_owned());
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     Run {

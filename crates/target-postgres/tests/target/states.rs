@@ -2,7 +2,7 @@
 //! states kept, nothing after an error, quiet streams flushed by time.
 
 use std::io::{BufRead as _, Write as _};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
@@ -96,11 +96,7 @@ async fn after_an_error_nothing_more_is_printed_and_the_batch_is_rolled_back() {
 async fn a_quiet_stream_is_flushed_and_its_state_printed_by_the_interval() {
     let db = pg_testkit::cluster().create_database().await;
     let cfg = config(&db, json!({"batch_flush_interval": 1}));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_target-postgres"))
-        .arg("--config")
-        .arg(cfg.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    let mut child = target_command(cfg.path())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
