@@ -92,6 +92,7 @@ mod error;
 mod json_file;
 pub mod message;
 pub mod metrics;
+pub mod pipe;
 pub mod reader;
 pub mod state;
 pub mod writer;
@@ -103,6 +104,7 @@ pub use message::{
     SchemaMessage, StateMessage, StateRef, TimeExtracted,
 };
 pub use metrics::{Metric, MetricKind};
+pub use pipe::{ThreadedStdout, Writable};
 pub use reader::{Line, MessageReader};
 pub use state::{Bookmark, State};
 pub use writer::{MessageWriter, DEFAULT_BUFFER_BYTES};

@@ -5,9 +5,11 @@
 //! - Every `write_*` call appends exactly one complete line (`…}\n`); lines
 //!   are never interleaved or split by this type.
 //! - [`MessageWriter::write_state`] flushes: when it returns `Ok`, the STATE
-//!   line and every line before it have been handed to the OS. A tap that
-//!   emits STATE only after the records it covers therefore never lets a
-//!   target see a state before its records.
+//!   line and every line before it have been handed to the inner writer
+//!   (the OS, or a [`ThreadedStdout`](crate::ThreadedStdout), which writes
+//!   them in the same order). A tap that emits STATE only after the records
+//!   it covers therefore never lets a target see a state before its
+//!   records.
 //! - [`MessageWriter::write_state_checkpoint`] writes a STATE only when
 //!   the output since the last STATE is at least as long as that STATE.
 //!   Every STATE a tap emits is a valid place to resume, so skipping one
@@ -211,7 +213,7 @@ impl<W: Write> MessageWriter<W> {
     }
 }
 
-fn write_error(err: io::Error) -> Error {
+pub(crate) fn write_error(err: io::Error) -> Error {
     if err.kind() == io::ErrorKind::BrokenPipe {
         let message = "stdout closed: the downstream target exited (broken pipe); stopping";
         Error::io_with_message(message.to_owned(), err)

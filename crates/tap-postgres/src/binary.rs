@@ -36,6 +36,7 @@ use std::io::Write as _;
 use std::ops::Range;
 
 use futures_util::{pin_mut, TryStreamExt};
+use singer::Writable;
 use tokio_postgres::Transaction;
 
 use crate::discovery::Column;
@@ -553,6 +554,7 @@ pub async fn copy_rows<F>(
     tx: &Transaction<'_>,
     query: &str,
     columns: usize,
+    writable: &Writable,
     mut on_row: F,
 ) -> Result<u64>
 where
@@ -563,6 +565,7 @@ where
     pin_mut!(stream);
     let mut reader = RowReader::new(columns);
     while let Some(chunk) = stream.try_next().await? {
+        writable.wait().await;
         reader.feed(&chunk, &mut on_row)?;
     }
     reader.finish()

@@ -105,6 +105,7 @@ pub async fn sync<W: Write>(
         .map(|k| plan.position(k).expect("key columns are in the plan"))
         .collect();
     let mut encoder = RowEncoder::new(plan);
+    let writable = ctx.writable();
     let mut progress = Progress::new(
         &id,
         "rows",
@@ -131,7 +132,7 @@ pub async fn sync<W: Write>(
             };
             format!("SELECT {select} FROM {table} {filter} ORDER BY {order} LIMIT {chunk}")
         };
-        let rows = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
+        let rows = copy_rows(&tx, &query, plan.columns.len(), &writable, |row, fields| {
             let record = encoder
                 .encode_binary(row, fields)
                 .map_err(Error::source_data)?;

@@ -116,6 +116,7 @@ pub async fn sync<W: Write>(
     );
     let position = plan.position(key).expect("the key is in the plan");
     let mut encoder = RowEncoder::new(plan);
+    let writable = ctx.writable();
     let mut progress = Progress::new(&id, "rows", ctx.config().progress_every, None);
     let interval = ctx.config().state_interval_rows;
     let time = TimeExtracted::now();
@@ -128,7 +129,7 @@ pub async fn sync<W: Write>(
         };
         phase.write(b);
     };
-    let total = copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
+    let total = copy_rows(&tx, &query, plan.columns.len(), &writable, |row, fields| {
         let record = encoder
             .encode_binary(row, fields)
             .map_err(Error::source_data)?;

@@ -100,10 +100,12 @@ pub fn run(args: &Args, config: &serde_json::Map<String, serde_json::Value>) -> 
     let config_file = args.common.config.last().expect("config was loaded");
     let config = config::TapConfig::from_json(config)
         .with_context(|| format!("{}", config_file.display()))?;
-    // Two workers: the connection task reads the socket while the sync
-    // task encodes, so both cores work.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs every connection and the encoding: the server is the
+    // other core's work. Two workers cost more than they gained: each few
+    // kilobytes of COPY data crossed threads with a wakeup (a third of the
+    // CPU of a FULL_TABLE run). Stdout has a thread of its own, so that this
+    // one never blocks ([`singer::pipe`]).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
@@ -122,9 +124,11 @@ pub fn run(args: &Args, config: &serde_json::Map<String, serde_json::Value>) -> 
             Some(path) => singer::State::from_path(path)?,
             None => singer::State::default(),
         };
-        let mut writer = singer::MessageWriter::stdout();
-        sync::run(&config, &catalog, state, &mut writer).await?;
-        let _stdout = writer.finish()?;
+        let stdout = singer::ThreadedStdout::start().context("starting the stdout writer")?;
+        let writable = stdout.writable();
+        let mut writer = singer::MessageWriter::new(stdout);
+        sync::run(&config, &catalog, state, &mut writer, writable).await?;
+        writer.finish()?.finish()?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -15,7 +15,7 @@
 use std::io::Write;
 
 use serde_json::Value;
-use singer::{Bookmark, MessageWriter, ReplicationMethod, State, TimeExtracted};
+use singer::{Bookmark, MessageWriter, ReplicationMethod, State, TimeExtracted, Writable};
 
 use crate::config::TapConfig;
 use crate::phase::Phase;
@@ -27,6 +27,7 @@ pub struct Output<'a, W: Write> {
     config: &'a TapConfig,
     writer: &'a mut MessageWriter<W>,
     state: State,
+    writable: Writable,
 }
 
 impl<'a, W: Write> Output<'a, W> {
@@ -36,7 +37,22 @@ impl<'a, W: Write> Output<'a, W> {
             config,
             writer,
             state,
+            writable: Writable::always(),
         }
+    }
+
+    /// The same output, whose readers wait on `writable` (the writer's
+    /// [`singer::ThreadedStdout`]) before reading more.
+    pub fn with_writable(mut self, writable: Writable) -> Self {
+        self.writable = writable;
+        self
+    }
+
+    /// What a read loop awaits before it reads more, so that the output
+    /// pending for stdout stays bounded while the runtime thread keeps
+    /// serving every connection ([`singer::pipe`]).
+    pub fn writable(&self) -> Writable {
+        self.writable.clone()
     }
 
     /// The tap config.

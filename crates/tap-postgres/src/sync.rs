@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use singer::catalog::ReplicationMethod;
-use singer::{Catalog, CatalogEntry, MessageWriter, State};
+use singer::{Catalog, CatalogEntry, MessageWriter, State, Writable};
 use tokio_postgres::Client;
 
 use crate::config::TapConfig;
@@ -53,6 +53,7 @@ pub async fn run<W: Write>(
     catalog: &Catalog,
     state: State,
     writer: &mut MessageWriter<W>,
+    writable: Writable,
 ) -> Result<()> {
     let mut streams: Vec<&CatalogEntry> = catalog.selected_streams().collect();
     if streams.is_empty() {
@@ -65,7 +66,7 @@ pub async fn run<W: Write>(
             streams.insert(0, s);
         }
     }
-    let mut ctx = Output::new(config, writer, state);
+    let mut ctx = Output::new(config, writer, state).with_writable(writable);
     let started_with = ctx.state().clone();
     let mut log_streams: Vec<(String, LogStream<'_>)> = Vec::new();
     let mut clients: HashMap<String, Client> = HashMap::new();

@@ -128,7 +128,9 @@ pub async fn run<W: Write>(
     let began = Instant::now();
     let mut last_data = Instant::now();
     let poll = Duration::from_millis(500);
+    let writable = ctx.writable();
     loop {
+        writable.wait().await;
         if began.elapsed() >= lc.max_run {
             tracing::info!("max_run_seconds reached; stopping");
             return Ok(());

@@ -96,18 +96,24 @@ async fn both_paths(db: &pg_testkit::TestDb, table: &str) -> (Vec<String>, Vec<S
     let mut encoder = RowEncoder::new(&plan);
     let mut binary = Vec::new();
     let query = format!("SELECT {} {from}", plan.binary_select_list());
-    copy_rows(&tx, &query, plan.columns.len(), |row, fields| {
-        binary.push(
-            String::from_utf8(
-                encoder
-                    .encode_binary(row, fields)
-                    .map_err(tap_postgres::Error::source_data)?
-                    .to_vec(),
-            )
-            .expect("UTF-8"),
-        );
-        Ok(())
-    })
+    copy_rows(
+        &tx,
+        &query,
+        plan.columns.len(),
+        &singer::Writable::always(),
+        |row, fields| {
+            binary.push(
+                String::from_utf8(
+                    encoder
+                        .encode_binary(row, fields)
+                        .map_err(tap_postgres::Error::source_data)?
+                        .to_vec(),
+                )
+                .expect("UTF-8"),
+            );
+            Ok(())
+        },
+    )
     .await
     .unwrap();
     (text, binary)
