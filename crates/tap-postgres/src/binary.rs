@@ -27,6 +27,15 @@
 //! paths is tested against the server on edge values of every type
 //! (`tests/tap/binary.rs`).
 //!
+//! The hot path skips the text: [`Wire::write_json`] writes the JSON of the
+//! plain values (integers, booleans, uuids, finite numbers, dates and
+//! timestamps with years 1–9999, times) straight from the binary form,
+//! the bytes the encoder would write for their text, and declines
+//! everything else (NaN, infinities, out-of-range dates, strings, …),
+//! which then takes the text path above. The unit tests below check the two
+//! agree on every edge value, and the server tests check both against
+//! PostgreSQL.
+//!
 //! The wire format: an 11-byte signature, flags, a header extension, then
 //! per row a 16-bit field count and per field a 32-bit length (-1 = NULL)
 //! and the bytes; a count of -1 ends the data. Rows may be split across
@@ -42,6 +51,7 @@ use tokio_postgres::Transaction;
 use crate::discovery::Column;
 use crate::error::{bail, Result};
 use crate::types::Kind;
+use crate::values::ValueOptions;
 
 /// How one column travels in the binary COPY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +178,161 @@ impl Wire {
         }
         Ok(())
     }
+}
+
+impl Wire {
+    /// Appends the JSON of the binary `value` of a column of `kind` under
+    /// `opts` when it is a plain value (see the module documentation), and
+    /// says whether it did; on `false` nothing was written and the value
+    /// takes the text path ([`Wire::text`] and the column's encoder).
+    #[inline]
+    pub fn write_json(self, v: &[u8], kind: &Kind, opts: &ValueOptions, out: &mut Vec<u8>) -> bool {
+        match (self, v.len()) {
+            (Wire::Int, 2) => push_int(out, i16::from_be_bytes([v[0], v[1]]).into()),
+            (Wire::Int, 4) => push_int(out, be_i32(v).into()),
+            (Wire::Int, 8) => push_int(out, be_i64(v)),
+            (Wire::Oid, 4) => push_int(out, (be_i32(v) as u32).into()),
+            (Wire::Bool, 1) => out.extend_from_slice(if v[0] != 0 { b"true" } else { b"false" }),
+            (Wire::Float, 4 | 8) => {
+                let x = if v.len() == 4 {
+                    f64::from(f32::from_be_bytes(v.try_into().unwrap()))
+                } else {
+                    f64::from_be_bytes(v.try_into().unwrap())
+                };
+                if !x.is_finite() {
+                    return false;
+                }
+                if x == 0.0 && x.is_sign_negative() {
+                    // `write_float` of PostgreSQL's `-0`.
+                    out.extend_from_slice(b"-0.0");
+                } else if v.len() == 4 {
+                    push_float(out, f32::from_be_bytes(v.try_into().unwrap()), 6);
+                } else {
+                    push_float(out, x, 15);
+                }
+            }
+            (Wire::Numeric, n) if n >= 8 => {
+                // Only plain signs: NaN and ±Infinity take the text path.
+                if !matches!(u16::from_be_bytes([v[4], v[5]]), 0x0000 | 0x4000) {
+                    return false;
+                }
+                let start = out.len();
+                let quoted = opts.decimal_as_string && *kind == Kind::Numeric;
+                if quoted {
+                    out.push(b'"');
+                }
+                if push_numeric(out, v).is_none() {
+                    out.truncate(start);
+                    return false;
+                }
+                if quoted {
+                    out.push(b'"');
+                }
+            }
+            (Wire::Uuid, 16) => {
+                out.push(b'"');
+                self.write_text(v, out).expect("16 bytes are a uuid");
+                out.push(b'"');
+            }
+            (Wire::Date, 4) => {
+                let days = be_i32(v);
+                if days == i32::MIN || days == i32::MAX {
+                    return false;
+                }
+                let (y, m, d) = j2date(i64::from(days) + POSTGRES_EPOCH_JDATE);
+                if !(1..=9999).contains(&y) {
+                    return false;
+                }
+                let mut b = [0u8; 12];
+                b[0] = b'"';
+                date_digits(&mut b[1..11], y as u32, m, d);
+                b[11] = b'"';
+                out.extend_from_slice(&b);
+            }
+            (Wire::Timestamp | Wire::TimestampTz, 8) => {
+                let us = be_i64(v);
+                if us == i64::MIN || us == i64::MAX {
+                    return false;
+                }
+                let date = us.div_euclid(USECS_PER_DAY) + POSTGRES_EPOCH_JDATE;
+                let time = us.rem_euclid(USECS_PER_DAY) as u64;
+                let (y, m, d) = j2date(date);
+                if !(1..=9999).contains(&y) {
+                    return false;
+                }
+                // "YYYY-MM-DDTHH:MM:SS.ffffff+00:00"
+                let mut b = [0u8; 34];
+                b[0] = b'"';
+                date_digits(&mut b[1..11], y as u32, m, d);
+                b[11] = b'T';
+                let mut n = 12 + time_digits(&mut b[12..27], time);
+                if self == Wire::TimestampTz || opts.naive_timestamp_offset {
+                    b[n..n + 6].copy_from_slice(b"+00:00");
+                    n += 6;
+                }
+                b[n] = b'"';
+                out.extend_from_slice(&b[..=n]);
+            }
+            (Wire::Time, 8) => {
+                let us = be_i64(v);
+                if !(0..=USECS_PER_DAY).contains(&us) {
+                    return false;
+                }
+                let mut b = [0u8; 17];
+                b[0] = b'"';
+                let n = 1 + time_digits(&mut b[1..16], us as u64);
+                b[n] = b'"';
+                out.extend_from_slice(&b[..=n]);
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// Two decimal digits of `n` (< 100).
+#[inline]
+fn two(b: &mut [u8], n: u32) {
+    b[0] = b'0' + (n / 10) as u8;
+    b[1] = b'0' + (n % 10) as u8;
+}
+
+/// `YYYY-MM-DD` into `b` (10 bytes), `year` in 1..=9999.
+#[inline]
+fn date_digits(b: &mut [u8], year: u32, month: u32, day: u32) {
+    two(&mut b[0..2], year / 100);
+    two(&mut b[2..4], year % 100);
+    b[4] = b'-';
+    two(&mut b[5..7], month);
+    b[7] = b'-';
+    two(&mut b[8..10], day);
+}
+
+/// `HH:MM:SS` and `.ffffff` without trailing zeros, from µs since
+/// midnight (up to `24:00:00`), into `b` (15 bytes); the length written.
+#[inline]
+fn time_digits(b: &mut [u8], us: u64) -> usize {
+    let secs = us / 1_000_000;
+    let mut frac = (us % 1_000_000) as u32;
+    two(&mut b[0..2], (secs / 3600) as u32);
+    b[2] = b':';
+    two(&mut b[3..5], (secs / 60 % 60) as u32);
+    b[5] = b':';
+    two(&mut b[6..8], (secs % 60) as u32);
+    if frac == 0 {
+        return 8;
+    }
+    b[8] = b'.';
+    let mut n = 15;
+    while frac % 10 == 0 {
+        frac /= 10;
+        n -= 1;
+    }
+    for i in (9..n).rev() {
+        b[i] = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    n
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -767,5 +932,214 @@ mod tests {
             assert_eq!(reader.finish().unwrap(), 2);
             assert_eq!(seen, [(1, true), (2, true)]);
         }
+    }
+}
+
+#[cfg(test)]
+mod direct_tests {
+    use super::*;
+    use crate::encode::{Encoder, Replaced};
+    use crate::values::{OutOfRange, SpecialNumbers};
+
+    /// Both paths of one binary value: (direct, via text); direct is None
+    /// when it declines.
+    fn both(wire: Wire, kind: Kind, opts: ValueOptions, v: &[u8]) -> (Option<String>, String) {
+        let mut direct = Vec::new();
+        let wrote = wire.write_json(v, &kind, &opts, &mut direct);
+        assert!(
+            wrote || direct.is_empty(),
+            "a declined value wrote {direct:?}"
+        );
+        let mut scratch = Vec::new();
+        let text = wire.text(v, &mut scratch).unwrap().to_string();
+        let mut via = Vec::new();
+        Encoder::new(kind, opts)
+            .encode(&text, &mut via, &mut Replaced::default())
+            .unwrap();
+        let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (wrote.then(|| s(direct)), s(via))
+    }
+
+    fn opts_all() -> Vec<ValueOptions> {
+        let mut v = Vec::new();
+        for decimal_as_string in [false, true] {
+            for naive_timestamp_offset in [false, true] {
+                for out_of_range in [OutOfRange::String, OutOfRange::Null] {
+                    v.push(ValueOptions {
+                        decimal_as_string,
+                        naive_timestamp_offset,
+                        out_of_range,
+                        special_numbers: SpecialNumbers::String,
+                        ..ValueOptions::default()
+                    });
+                }
+            }
+        }
+        v
+    }
+
+    fn check(wire: Wire, kind: Kind, values: &[Vec<u8>]) -> usize {
+        let mut direct = 0;
+        for opts in opts_all() {
+            for v in values {
+                let (d, via) = both(wire, kind.clone(), opts, v);
+                if let Some(d) = d {
+                    assert_eq!(d, via, "{wire:?} {v:?} {opts:?}");
+                    direct += 1;
+                }
+            }
+        }
+        direct
+    }
+
+    fn numeric(ndigits: &[u16], weight: i16, sign: u16, dscale: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(ndigits.len() as i16).to_be_bytes());
+        v.extend_from_slice(&weight.to_be_bytes());
+        v.extend_from_slice(&sign.to_be_bytes());
+        v.extend_from_slice(&dscale.to_be_bytes());
+        for d in ndigits {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn direct_json_is_the_text_paths_json() {
+        let int = Kind::Int {
+            min: i64::MIN.into(),
+            max: i64::MAX.into(),
+        };
+        let ints: Vec<Vec<u8>> = [0i64, 1, -1, 9, 10, -10, i64::MIN, i64::MAX, 1234567890123]
+            .iter()
+            .map(|n| n.to_be_bytes().to_vec())
+            .chain(
+                [i32::MIN, i32::MAX, 0]
+                    .iter()
+                    .map(|n| n.to_be_bytes().to_vec()),
+            )
+            .chain(
+                [i16::MIN, i16::MAX, -5]
+                    .iter()
+                    .map(|n| n.to_be_bytes().to_vec()),
+            )
+            .collect();
+        assert_eq!(check(Wire::Int, int, &ints), ints.len() * 8);
+        let oid = Kind::Int {
+            min: 0,
+            max: u32::MAX.into(),
+        };
+        let oids = vec![u32::MAX.to_be_bytes().to_vec(), 0u32.to_be_bytes().to_vec()];
+        assert_eq!(check(Wire::Oid, oid, &oids), 16);
+        assert_eq!(check(Wire::Bool, Kind::Bool, &[vec![0], vec![1]]), 16);
+        let uuid = vec![(0u8..16).collect::<Vec<u8>>(), vec![0xff; 16]];
+        assert_eq!(check(Wire::Uuid, Kind::Uuid, &uuid), 16);
+
+        let f64s: Vec<Vec<u8>> = [
+            0.0f64,
+            -0.0,
+            1.0,
+            -1.5,
+            0.1,
+            1e-5,
+            1e-4,
+            123456789012345.0,
+            1e15,
+            1e16,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            2.0f64.powi(60),
+            0.3,
+            1.0 / 3.0,
+        ]
+        .iter()
+        .map(|x| x.to_be_bytes().to_vec())
+        .collect();
+        assert_eq!(check(Wire::Float, Kind::Float, &f64s), f64s.len() * 8);
+        let f32s: Vec<Vec<u8>> = [
+            0.0f32,
+            -0.0,
+            273929.625,
+            1e6,
+            999999.0,
+            f32::MAX,
+            1e-45,
+            0.1,
+        ]
+        .iter()
+        .map(|x| x.to_be_bytes().to_vec())
+        .collect();
+        assert_eq!(check(Wire::Float, Kind::Float, &f32s), f32s.len() * 8);
+        let specials: Vec<Vec<u8>> = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY]
+            .iter()
+            .map(|x| x.to_be_bytes().to_vec())
+            .collect();
+        assert_eq!(check(Wire::Float, Kind::Float, &specials), 0);
+
+        let nums = vec![
+            numeric(&[], 0, 0, 0),
+            numeric(&[], 0, 0, 2),
+            numeric(&[1], 0, 0x4000, 0),
+            numeric(&[12, 3400], 0, 0, 2),
+            numeric(&[1, 2345, 6789], 2, 0x4000, 0),
+            numeric(&[5], -1, 0, 4),
+            numeric(&[5], -2, 0x4000, 10),
+            numeric(&[9999, 9999, 9999, 9999], 1, 0, 9),
+        ];
+        assert_eq!(check(Wire::Numeric, Kind::Numeric, &nums), nums.len() * 8);
+        let special_nums = vec![
+            numeric(&[], 0, 0xC000, 0),
+            numeric(&[], 0, 0xD000, 0),
+            numeric(&[], 0, 0xF000, 0),
+        ];
+        assert_eq!(check(Wire::Numeric, Kind::Numeric, &special_nums), 0);
+
+        // Days since 2000-01-01: 0001-01-01, 9999-12-31, leap days, BC,
+        // year 10000 and the infinities.
+        let days = [
+            0i32,
+            -730119,
+            2921939,
+            59,
+            60,
+            1154,
+            -1,
+            -730120,
+            2921940,
+            i32::MIN,
+            i32::MAX,
+        ];
+        let dates: Vec<Vec<u8>> = days.iter().map(|d| d.to_be_bytes().to_vec()).collect();
+        assert_eq!(check(Wire::Date, Kind::Date, &dates), 7 * 8);
+
+        let day = USECS_PER_DAY;
+        let us = [
+            0i64,
+            1,
+            10,
+            123_456,
+            999_999,
+            1_000_000,
+            2_500_000,
+            day - 1,
+            -1,
+            -day,
+            -730119 * day,
+            2921940 * day - 1,
+            -730119 * day - 1,
+            2921940 * day,
+            i64::MIN,
+            i64::MAX,
+        ];
+        let stamps: Vec<Vec<u8>> = us.iter().map(|u| u.to_be_bytes().to_vec()).collect();
+        assert_eq!(check(Wire::TimestampTz, Kind::TimestampTz, &stamps), 12 * 8);
+        assert_eq!(check(Wire::Timestamp, Kind::Timestamp, &stamps), 12 * 8);
+
+        let times: Vec<Vec<u8>> = [0i64, 1, 120_000, 45_296_789_000, day - 1, day]
+            .iter()
+            .map(|u| u.to_be_bytes().to_vec())
+            .collect();
+        assert_eq!(check(Wire::Time, Kind::Time, &times), times.len() * 8);
     }
 }

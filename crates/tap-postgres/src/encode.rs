@@ -148,6 +148,11 @@ impl Encoder {
         &self.kind
     }
 
+    /// The value policies it applies.
+    pub fn options(&self) -> &ValueOptions {
+        &self.opts
+    }
+
     /// Appends the JSON form of `text` (the type's text output) to `out`.
     pub fn encode(
         &self,

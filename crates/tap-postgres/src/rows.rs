@@ -299,6 +299,11 @@ impl<'p> RowEncoder<'p> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut result = Ok(());
         for (i, field) in fields.iter().enumerate() {
+            if let Some(r) = field {
+                if self.put_direct(i, &row[r.clone()]) {
+                    continue;
+                }
+            }
             let text = match field {
                 None => None,
                 Some(r) => match self.plan.columns[i]
@@ -339,6 +344,31 @@ impl<'p> RowEncoder<'p> {
         RowError {
             column: Some(self.plan.columns[i].column.name.clone()),
             message,
+        }
+    }
+
+    /// Appends SELECT column `i`'s field from its binary `value` when
+    /// [`Wire::write_json`] takes it; says whether it did.
+    #[inline]
+    fn put_direct(&mut self, i: usize, value: &[u8]) -> bool {
+        let col = &self.plan.columns[i];
+        let buf = if col.in_record {
+            &mut self.out
+        } else {
+            &mut self.side
+        };
+        let before = buf.len();
+        if col.in_record {
+            buf.extend_from_slice(&col.prefix);
+        }
+        let start = buf.len();
+        let opts = col.encoder.options();
+        if col.wire.write_json(value, col.encoder.kind(), opts, buf) {
+            self.ranges[i] = Some((col.in_record, start..buf.len()));
+            true
+        } else {
+            buf.truncate(before);
+            false
         }
     }
 
