@@ -242,11 +242,14 @@ mod tests {
         }
     }
 
-    fn gated() -> (
+    /// The writer, what it wrote, and the gate's key.
+    type Gated = (
         ThreadedStdout,
         Arc<Mutex<Vec<u8>>>,
         SyncSender<io::Result<()>>,
-    ) {
+    );
+
+    fn gated() -> Gated {
         let out = Arc::new(Mutex::new(Vec::new()));
         let (tx, go) = mpsc::sync_channel(1024);
         let w = ThreadedStdout::on(Gate {
