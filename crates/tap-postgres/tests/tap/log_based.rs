@@ -625,3 +625,54 @@ async fn a_bookmark_ahead_of_the_servers_wal_is_refused() {
     );
     assert!(run.of_type("RECORD").is_empty());
 }
+
+/// A target that stops reading for longer than `wal_sender_timeout` (a
+/// big commit can take minutes) costs the stream nothing: the tap's
+/// runtime thread never blocks on stdout (a thread of its own writes it),
+/// so the walsender keeps getting status updates, and every change comes
+/// out once the target reads again.
+#[tokio::test]
+async fn a_target_that_stops_reading_past_wal_sender_timeout_loses_nothing() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE t (id int PRIMARY KEY, pad text)")
+        .await;
+    let files = Files::new();
+    // In ms: the tap sets it on its walsender session.
+    let cfg = log_config(&db, "s_slow_target", json!({"wal_sender_timeout": 2000}));
+    let catalog = select(&discover(&files, &cfg), &[("public-t", "LOG_BASED", None)]);
+    let first = sync(&files, &cfg, &catalog, None);
+    assert!(first.output.status.success(), "{}", first.stderr);
+    // About 30 MB of records: far more than the pipe, the tap's buffers
+    // and the sockets hold, so the server ends up blocked sending.
+    let rows = 80_000;
+    db.execute_batch(&format!(
+        "INSERT INTO t SELECT i, repeat('p', 300) FROM generate_series(1, {rows}) i"
+    ))
+    .await;
+
+    let mut child = sync_command(&files, &cfg, &catalog, Some(&first.last_state()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three timeouts without reading a byte.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let run = Run {
+        lines: String::from_utf8(output.stdout.clone())
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        stderr: stderr.into_owned(),
+        output,
+    };
+    let ids: Vec<i64> = run
+        .of_type("RECORD")
+        .iter()
+        .map(|m| m["record"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=rows).collect::<Vec<i64>>());
+}
