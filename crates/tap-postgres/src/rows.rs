@@ -401,13 +401,19 @@ impl<'p> RowEncoder<'p> {
     /// The JSON value of SELECT column `index` in the last encoded row
     /// (`null` for SQL NULL).
     pub fn value(&self, index: usize) -> Value {
-        match &self.ranges[index] {
+        match self.raw(index) {
             None => Value::Null,
-            Some((in_record, range)) => {
-                let buf = if *in_record { &self.out } else { &self.side };
-                serde_json::from_slice(&buf[range.clone()]).expect("encoder writes JSON")
-            }
+            Some(json) => serde_json::from_slice(json).expect("encoder writes JSON"),
         }
+    }
+
+    /// The JSON text of SELECT column `index` in the last encoded row;
+    /// `None` for SQL NULL. (What [`RowEncoder::value`] parses: a loop that
+    /// needs the value only now and then keeps these bytes instead.)
+    pub fn raw(&self, index: usize) -> Option<&[u8]> {
+        let (in_record, range) = self.ranges[index].as_ref()?;
+        let buf = if *in_record { &self.out } else { &self.side };
+        Some(&buf[range.clone()])
     }
 }
 
