@@ -650,7 +650,7 @@ async fn a_target_that_stops_reading_past_wal_sender_timeout_loses_nothing() {
     ))
     .await;
 
-    let mut child = sync_command(&files, &cfg, &catalog, Some(&first.last_state()))
+    let child = sync_command(&files, &cfg, &catalog, Some(&first.last_state()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
