@@ -487,3 +487,35 @@ async fn state_bytes_stay_linear_in_the_number_of_streams() {
         .values()
         .all(|b| b["version"].is_i64() && b.get("last_pk_fetched").is_none()));
 }
+
+/// A target that stops reading (a long commit) is not a stalled server:
+/// with `stall_timeout_seconds` 1 and nothing read for 4 s, the copy
+/// waits and then completes, every row once.
+#[tokio::test]
+async fn a_target_that_stops_reading_is_not_taken_for_a_stall() {
+    let db = cluster().create_database().await;
+    let rows = 150_000;
+    db.execute_batch(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, pad text);
+         INSERT INTO t SELECT i, repeat('p', 120) FROM generate_series(1, {rows}) i"
+    ))
+    .await;
+    let files = Files::new();
+    let cfg = config(&db, json!({"stall_timeout_seconds": 1}));
+    let catalog = select(&discover(&files, &cfg), &[("public-t", "FULL_TABLE", None)]);
+    let child = sync_command(&files, &cfg, &catalog, None)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let messages: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ids(&messages), (1..=rows).collect::<Vec<i64>>());
+}
