@@ -239,13 +239,12 @@ impl Wire {
                 if days == i32::MIN || days == i32::MAX {
                     return false;
                 }
-                let (y, m, d) = j2date(i64::from(days) + POSTGRES_EPOCH_JDATE);
-                if !(1..=9999).contains(&y) {
+                let Some((y, m, d)) = rfc3339_date(i64::from(days) + POSTGRES_EPOCH_JDATE) else {
                     return false;
-                }
+                };
                 let mut b = [0u8; 12];
                 b[0] = b'"';
-                date_digits(&mut b[1..11], y as u32, m, d);
+                date_digits(&mut b[1..11], y, m, d);
                 b[11] = b'"';
                 out.extend_from_slice(&b);
             }
@@ -256,14 +255,13 @@ impl Wire {
                 }
                 let date = us.div_euclid(USECS_PER_DAY) + POSTGRES_EPOCH_JDATE;
                 let time = us.rem_euclid(USECS_PER_DAY) as u64;
-                let (y, m, d) = j2date(date);
-                if !(1..=9999).contains(&y) {
+                let Some((y, m, d)) = rfc3339_date(date) else {
                     return false;
-                }
+                };
                 // "YYYY-MM-DDTHH:MM:SS.ffffff+00:00"
                 let mut b = [0u8; 34];
                 b[0] = b'"';
-                date_digits(&mut b[1..11], y as u32, m, d);
+                date_digits(&mut b[1..11], y, m, d);
                 b[11] = b'T';
                 let mut n = 12 + time_digits(&mut b[12..27], time);
                 if self == Wire::TimestampTz || opts.naive_timestamp_offset {
@@ -288,6 +286,14 @@ impl Wire {
         }
         true
     }
+}
+
+/// Year, month and day of Julian day `jd` when the year is one RFC 3339
+/// can write (1 to 9999).
+#[inline]
+fn rfc3339_date(jd: i64) -> Option<(u32, u32, u32)> {
+    let (y, m, d) = j2date(jd);
+    (1..=9999).contains(&y).then_some((y as u32, m, d))
 }
 
 /// Two decimal digits of `n` (< 100).

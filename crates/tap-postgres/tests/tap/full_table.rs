@@ -9,7 +9,9 @@ use std::time::Duration;
 use pg_testkit::cluster;
 use serde_json::{json, Value};
 
-use crate::support::{config, discover, select, sync, sync_command, sync_until_killed, Files};
+use crate::support::{
+    config, discover, select, sync, sync_command, sync_read_late, sync_until_killed, Files,
+};
 
 fn ids(messages: &[Value]) -> Vec<i64> {
     messages
@@ -503,19 +505,8 @@ async fn a_target_that_stops_reading_is_not_taken_for_a_stall() {
     let files = Files::new();
     let cfg = config(&db, json!({"stall_timeout_seconds": 1}));
     let catalog = select(&discover(&files, &cfg), &[("public-t", "FULL_TABLE", None)]);
-    let child = sync_command(&files, &cfg, &catalog, None)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let messages: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(ids(&messages), (1..=rows).collect::<Vec<i64>>());
+    let cmd = sync_command(&files, &cfg, &catalog, None);
+    let run = sync_read_late(cmd, Duration::from_secs(4)).await;
+    assert!(run.output.status.success(), "{}", run.stderr);
+    assert_eq!(ids(&run.messages()), (1..=rows).collect::<Vec<i64>>());
 }

@@ -10,7 +10,8 @@ use pg_testkit::{cluster, ClusterBuilder, TestDb};
 use serde_json::{json, Value};
 
 use crate::support::{
-    config, discover, log_config, select, sync, sync_command, sync_until_killed, Files, Run,
+    config, discover, log_config, select, sync, sync_command, sync_read_late, sync_until_killed,
+    Files, Run,
 };
 
 /// Records of `run` without the fields that change from run to run.
@@ -650,25 +651,10 @@ async fn a_target_that_stops_reading_past_wal_sender_timeout_loses_nothing() {
     ))
     .await;
 
-    let child = sync_command(&files, &cfg, &catalog, Some(&first.last_state()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let cmd = sync_command(&files, &cfg, &catalog, Some(&first.last_state()));
     // Three timeouts without reading a byte.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let run = Run {
-        lines: String::from_utf8(output.stdout.clone())
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect(),
-        stderr: stderr.into_owned(),
-        output,
-    };
+    let run = sync_read_late(cmd, Duration::from_secs(6)).await;
+    assert!(run.output.status.success(), "{}", run.stderr);
     let ids: Vec<i64> = run
         .of_type("RECORD")
         .iter()

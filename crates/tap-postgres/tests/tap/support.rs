@@ -107,6 +107,15 @@ pub struct Run {
 }
 
 impl Run {
+    pub fn of(output: Output) -> Run {
+        let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+        Run {
+            lines: stdout.lines().map(str::to_string).collect(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            output,
+        }
+    }
+
     pub fn messages(&self) -> Vec<Value> {
         self.lines
             .iter()
@@ -141,13 +150,19 @@ impl Run {
 
 pub fn sync(files: &Files, config: &Value, catalog: &Value, state: Option<&Value>) -> Run {
     let mut cmd = sync_command(files, config, catalog, state);
-    let output = cmd.output().unwrap();
-    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
-    Run {
-        lines: stdout.lines().map(str::to_string).collect(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    }
+    Run::of(cmd.output().unwrap())
+}
+
+/// Runs `cmd` with nobody reading its stdout for `pause` (a target busy
+/// committing), then reads everything.
+pub async fn sync_read_late(mut cmd: Command, pause: std::time::Duration) -> Run {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(pause).await;
+    Run::of(child.wait_with_output().unwrap())
 }
 
 pub fn sync_command(
