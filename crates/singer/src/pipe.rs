@@ -87,6 +87,7 @@ impl ThreadedStdout {
                 for chunk in rx {
                     let result = out.write_all(&chunk).and_then(|()| out.flush());
                     s.pending.fetch_sub(chunk.len(), Ordering::AcqRel);
+                    let failed = result.is_err();
                     let waker = {
                         let mut w = s.lock();
                         if let Err(e) = result {
@@ -98,7 +99,7 @@ impl ThreadedStdout {
                     if let Some(waker) = waker {
                         waker.wake();
                     }
-                    if s.lock().error.is_some() {
+                    if failed {
                         return;
                     }
                     let _ = give_back.try_send(chunk);
@@ -180,7 +181,7 @@ impl Write for ThreadedStdout {
 
 /// Waits for a [`ThreadedStdout`] to have few bytes pending; a handle of
 /// no writer ([`Writable::always`]) is always ready. One waiter at a time.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Writable(Option<Arc<Shared>>);
 
 impl Writable {

@@ -193,23 +193,11 @@ impl Wire {
             (Wire::Int, 8) => push_int(out, be_i64(v)),
             (Wire::Oid, 4) => push_int(out, (be_i32(v) as u32).into()),
             (Wire::Bool, 1) => out.extend_from_slice(if v[0] != 0 { b"true" } else { b"false" }),
-            (Wire::Float, 4 | 8) => {
-                let x = if v.len() == 4 {
-                    f64::from(f32::from_be_bytes(v.try_into().unwrap()))
-                } else {
-                    f64::from_be_bytes(v.try_into().unwrap())
-                };
-                if !x.is_finite() {
-                    return false;
-                }
-                if x == 0.0 && x.is_sign_negative() {
-                    // `write_float` of PostgreSQL's `-0`.
-                    out.extend_from_slice(b"-0.0");
-                } else if v.len() == 4 {
-                    push_float(out, f32::from_be_bytes(v.try_into().unwrap()), 6);
-                } else {
-                    push_float(out, x, 15);
-                }
+            (Wire::Float, 4) => {
+                return push_json_float(out, f32::from_be_bytes(v.try_into().unwrap()), 6)
+            }
+            (Wire::Float, 8) => {
+                return push_json_float(out, f64::from_be_bytes(v.try_into().unwrap()), 15)
             }
             (Wire::Numeric, n) if n >= 8 => {
                 // Only plain signs: NaN and ±Infinity take the text path.
@@ -286,6 +274,21 @@ impl Wire {
         }
         true
     }
+}
+
+/// A finite float as the encoder writes its text (`write_float`: `-0`
+/// becomes `-0.0`); `false` for NaN and ±Infinity, which take the text path.
+fn push_json_float<F: Float>(out: &mut Vec<u8>, f: F, fixed_below: i32) -> bool {
+    let x: f64 = f.into();
+    if !x.is_finite() {
+        return false;
+    }
+    if x == 0.0 && x.is_sign_negative() {
+        out.extend_from_slice(b"-0.0");
+    } else {
+        push_float(out, f, fixed_below);
+    }
+    true
 }
 
 /// Year, month and day of Julian day `jd` when the year is one RFC 3339
@@ -407,7 +410,7 @@ fn push_float<F: Float>(out: &mut Vec<u8>, f: F, fixed_below: i32) {
     }
     let f = f.abs();
     let mut shortest = zmij::Buffer::new();
-    let fast = Decimal::from_shortest(shortest.format_finite(f).as_bytes());
+    let fast = Decimal::parse(shortest.format_finite(f).as_bytes());
     let mut precision = fast.len - 1; // digits after the point
     let mut rounded = [0u8; 40];
     let mut chosen: Option<Decimal> = None;
@@ -429,7 +432,7 @@ fn push_float<F: Float>(out: &mut Vec<u8>, f: F, fixed_below: i32) {
         }
         precision += 1;
     }
-    let d = chosen.unwrap_or_else(|| Decimal::from_shortest(shortest.format_finite(f).as_bytes()));
+    let d = chosen.unwrap_or(fast);
     let (digits, exp) = (&d.digits[..d.len], d.exp);
     if (-4..fixed_below).contains(&exp) {
         if exp < 0 {
@@ -500,6 +503,7 @@ impl Float for f64 {
 }
 
 /// Decimal digits (no trailing zeros) and the exponent of the first one.
+#[derive(Clone, Copy)]
 struct Decimal {
     digits: [u8; 24],
     len: usize,
@@ -507,9 +511,9 @@ struct Decimal {
 }
 
 impl Decimal {
-    /// From a positive float's shortest text in any plain form (`0.001`,
-    /// `123456789.0`, `1.5e+20`, `5e-324`: zmij's).
-    fn from_shortest(s: &[u8]) -> Decimal {
+    /// From a positive float's text in any plain form: zmij's (`0.001`,
+    /// `123456789.0`, `1.5e+20`, `5e-324`) or `{:e}`'s (`2.7392962e5`).
+    fn parse(s: &[u8]) -> Decimal {
         let (mantissa, exp) = match s.iter().position(|&b| b == b'e') {
             Some(i) => (
                 &s[..i],
@@ -542,33 +546,6 @@ impl Decimal {
             d.len -= 1;
         }
         d.exp = exp + int_len - 1 - leading;
-        d
-    }
-
-    /// From Rust's `{:e}` output of a positive float.
-    fn parse(s: &[u8]) -> Decimal {
-        let e = s
-            .iter()
-            .position(|&b| b == b'e')
-            .expect("{:e} has an exponent");
-        let exp: i32 = std::str::from_utf8(&s[e + 1..])
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .expect("{:e} exponent is an integer");
-        let mut d = Decimal {
-            digits: [0; 24],
-            len: 0,
-            exp,
-        };
-        for &b in &s[..e] {
-            if b != b'.' && d.len < d.digits.len() {
-                d.digits[d.len] = b;
-                d.len += 1;
-            }
-        }
-        while d.len > 1 && d.digits[d.len - 1] == b'0' {
-            d.len -= 1;
-        }
         d
     }
 
