@@ -31,7 +31,7 @@ pub struct Live {
     /// The streamed columns.
     pub selected: Vec<String>,
     /// Every column of the table, with whether it is streamed.
-    encoders: HashMap<String, (Encoder, bool)>,
+    encoders: HashMap<String, Col, foldhash::fast::RandomState>,
     /// The table version on the records.
     pub version: i64,
     /// Records written.
@@ -51,11 +51,15 @@ impl Live {
             .columns
             .iter()
             .map(|c| {
-                let streamed = selected.contains(&c.name);
-                (
-                    c.name.clone(),
-                    (Encoder::new(c.kind.clone(), *values), streamed),
-                )
+                let mut key = Vec::with_capacity(c.name.len() + 3);
+                write_str(&mut key, &c.name);
+                key.push(b':');
+                let col = Col {
+                    encoder: Encoder::new(c.kind.clone(), *values),
+                    streamed: selected.contains(&c.name),
+                    key,
+                };
+                (c.name.clone(), col)
             })
             .collect();
         Live {
@@ -79,11 +83,11 @@ impl Live {
         let widen = |c: &Column| {
             self.encoders
                 .get(&c.name)
-                .map_or(Widen::NONE, |(e, _)| e.widened())
+                .map_or(Widen::NONE, |c| c.encoder.widened())
         };
         let mut schema = stream_schema_widened(&self.table, &cols, values, widen);
-        for (e, _) in self.encoders.values() {
-            e.announce();
+        for c in self.encoders.values() {
+            c.encoder.announce();
         }
         let props = schema["properties"].as_object_mut().expect("properties");
         props.insert(
@@ -102,7 +106,7 @@ impl Live {
     pub fn needs_wider_schema(&self) -> bool {
         self.encoders
             .values()
-            .any(|(e, streamed)| *streamed && e.needs_announcement())
+            .any(|c| c.streamed && c.encoder.needs_announcement())
     }
 
     /// The primary key columns that are streamed.
@@ -129,12 +133,18 @@ impl Live {
             .collect()
     }
 
-    fn encoder(&self, name: &str) -> Option<&Encoder> {
-        match self.encoders.get(name) {
-            Some((e, true)) => Some(e),
-            _ => None,
-        }
+    fn encoder(&self, name: &str) -> Option<&Col> {
+        self.encoders.get(name).filter(|c| c.streamed)
     }
+}
+
+/// A column of a [`Live`] table.
+struct Col {
+    encoder: Encoder,
+    /// Whether it is streamed.
+    streamed: bool,
+    /// Its name as a JSON object key, with the colon.
+    key: Vec<u8>,
 }
 
 /// Builds one record body in a reused buffer.
@@ -166,11 +176,11 @@ impl RecordBuf {
         I: IntoIterator<Item = &'c WalColumn<'c>>,
     {
         for c in columns {
-            let Some(encoder) = l.encoder(&c.name) else {
+            let Some(col) = l.encoder(&c.name) else {
                 continue;
             };
-            let text = wal_text(encoder.kind(), c.value)?;
-            self.value(&c.name, encoder, text.as_deref())?;
+            let text = wal_text(col.encoder.kind(), c.value)?;
+            self.value(&c.name, col, text.as_deref())?;
         }
         Ok(())
     }
@@ -178,28 +188,23 @@ impl RecordBuf {
     /// Adds column `name` from its text output (`None`: SQL NULL).
     pub fn text(&mut self, l: &Live, name: &str, text: Option<&str>) -> Result<(), ValueError> {
         match l.encoder(name) {
-            Some(encoder) => self.value(name, encoder, text),
+            Some(col) => self.value(name, col, text),
             None => Ok(()),
         }
     }
 
-    fn value(
-        &mut self,
-        name: &str,
-        encoder: &Encoder,
-        text: Option<&str>,
-    ) -> Result<(), ValueError> {
+    fn value(&mut self, name: &str, col: &Col, text: Option<&str>) -> Result<(), ValueError> {
         if self.out.len() > 1 {
             self.out.push(b',');
         }
-        write_str(&mut self.out, name);
-        self.out.push(b':');
+        self.out.extend_from_slice(&col.key);
         match text {
             None => {
                 self.out.extend_from_slice(b"null");
                 Ok(())
             }
-            Some(text) => encoder
+            Some(text) => col
+                .encoder
                 .encode(text, &mut self.out, &mut self.replaced)
                 .map_err(|e| ValueError {
                     message: format!("column {name:?}: {e}"),

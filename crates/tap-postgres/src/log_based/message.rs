@@ -109,7 +109,10 @@ impl<'a> Action<'a> {
                 String::from_utf8_lossy(data)
             ))
         };
-        let raw: Raw<'a> = serde_json::from_slice(data).map_err(|e| bad(&e.to_string()))?;
+        // One UTF-8 check of the whole message is cheaper than the
+        // parser's check of every string it borrows.
+        let text = std::str::from_utf8(data).map_err(|e| bad(&e.to_string()))?;
+        let raw: Raw<'a> = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
         let lsn = |text: Option<&str>, what: &str| -> Result<Lsn, BadMessage> {
             text.ok_or_else(|| bad(&format!("no {what}")))?
                 .parse()

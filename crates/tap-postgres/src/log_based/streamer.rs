@@ -48,6 +48,8 @@
 //! - Truncate: a new table version, announced with ACTIVATE_VERSION.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState as Fast;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -130,7 +132,7 @@ pub struct Streamer {
     live: Vec<Live>,
     /// Per stream, everything up to here is delivered (its bookmark).
     positions: Vec<Lsn>,
-    by_table: HashMap<String, HashMap<String, usize>>,
+    by_table: HashMap<String, HashMap<String, usize, Fast>, Fast>,
     end: Option<Lsn>,
     txn: Option<Txn>,
     buf: RecordBuf,
@@ -157,7 +159,7 @@ impl Streamer {
         end: Option<Lsn>,
         progress: Progress,
     ) -> Streamer {
-        let mut by_table: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        let mut by_table: HashMap<String, HashMap<String, usize, Fast>, Fast> = HashMap::default();
         for (schema, name, i) in tables {
             by_table.entry(schema).or_default().insert(name, i);
         }
