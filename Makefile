@@ -39,6 +39,9 @@ wheels:
 test: setup lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	# The LOG_BASED tests again on the replication protocol (the first pass
+	# reads their small backlogs with pg_logical_slot_peek_changes).
+	TAP_TEST_LOG_ROUTE=replication $(CARGO) test -p tap-postgres --test tap --no-fail-fast log_based
 
 ## lint: formatting and clippy, warnings are errors
 lint:

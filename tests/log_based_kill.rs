@@ -83,6 +83,21 @@ fn killed_run(
 
 #[tokio::test]
 async fn issue9_a_tap_killed_again_and_again_loses_nothing() {
+    kill_loop(false).await;
+}
+
+/// The same with bounded runs (`break_at_end_lsn`), which read their small
+/// backlogs with `pg_logical_slot_peek_changes`: each run is killed while
+/// it reads or lets it finish, and the next one starts where the target's
+/// last state says.
+#[tokio::test]
+async fn a_bounded_run_read_with_the_sql_function_killed_again_and_again_loses_nothing() {
+    kill_loop(true).await;
+}
+
+/// The kill loop; `bounded`: runs that end at the WAL end of their start,
+/// else runs that stream until killed.
+async fn kill_loop(bounded: bool) {
     let source = cluster().create_database().await;
     let target = cluster().create_database().await;
     source
@@ -99,8 +114,10 @@ async fn issue9_a_tap_killed_again_and_again_loses_nothing() {
     tap["state_interval_rows"] = json!(10);
     tap["itersize"] = json!(50);
     let drain_cfg = write_json(dir.path(), "drain.json", &tap);
-    tap["break_at_end_lsn"] = json!(false);
-    tap["logical_poll_total_seconds"] = json!(60);
+    if !bounded {
+        tap["break_at_end_lsn"] = json!(false);
+        tap["logical_poll_total_seconds"] = json!(60);
+    }
     let tap_cfg = write_json(dir.path(), "tap.json", &tap);
     let mut t = target.conn_config();
     t["default_target_schema"] = json!("copy");
@@ -144,8 +161,14 @@ async fn issue9_a_tap_killed_again_and_again_loses_nothing() {
     let mut rng = Lcg(seed ^ 0x9e37_79b9);
     let mut state: Option<Value> = None;
     let started = Instant::now();
-    for _ in 0..8 {
-        let after = Duration::from_millis(300 + rng.next(1200));
+    // A bounded run is short: kill it sooner, and more often.
+    let (runs, from, spread) = if bounded {
+        (20, 10, 100)
+    } else {
+        (8, 300, 1200)
+    };
+    for _ in 0..runs {
+        let after = Duration::from_millis(from + rng.next(spread));
         let state_path = state
             .as_ref()
             .map(|s| write_json(dir.path(), "state.json", s));

@@ -187,6 +187,9 @@ impl TapConfig {
                         .unwrap_or(43_200),
                 ),
                 wal_sender_timeout_ms: uint(config, "wal_sender_timeout")?.unwrap_or(3_600_000),
+                peek_max_wal: uint(config, "logical_peek_max_wal_mb")?
+                    .unwrap_or(256)
+                    .saturating_mul(1 << 20),
                 allow_without_identity: flag(config, "allow_tables_without_identity", false)?,
                 allow_state_behind_slot: flag(config, "allow_state_behind_slot", false)?,
             },
@@ -216,6 +219,8 @@ pub struct LogConfig {
     pub max_run: std::time::Duration,
     /// `wal_sender_timeout` in ms.
     pub wal_sender_timeout_ms: u64,
+    /// `logical_peek_max_wal_mb` in bytes (0: never).
+    pub peek_max_wal: u64,
     /// `allow_tables_without_identity`.
     pub allow_without_identity: bool,
     /// `allow_state_behind_slot`.

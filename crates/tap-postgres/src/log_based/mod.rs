@@ -16,7 +16,10 @@
 //! 3. Streaming ([`stream`] runs the [`streamer`]) from the smallest
 //!    bookmark; what is bookmarked, skipped and written for each change is
 //!    argued in [`streamer`]. The slot is confirmed only up to what the
-//!    state the tap was started with says ([`stream`]).
+//!    state the tap was started with says ([`stream`]). A bounded run with
+//!    a small backlog reads the same changes with the SQL function
+//!    `pg_logical_slot_peek_changes` instead ([`peek`] argues why that is
+//!    the same, and when it is taken).
 //!
 //! # Stopping
 //! `break_at_end_lsn` (default): at the server's WAL position as of the
@@ -25,6 +28,7 @@
 
 pub mod change;
 pub mod message;
+pub mod peek;
 pub mod prereq;
 pub mod slot;
 pub mod snapshot;
@@ -70,7 +74,7 @@ pub async fn run<W: Write>(
     let conn = ctx.config().connection.for_database(dbname);
     let mut primary = pg::connect(&conn).await?;
     primary.batch_execute(SESSION_SETTINGS).await?;
-    prereq::check_server(&primary).await?;
+    let server_version = prereq::check_server(&primary).await?;
     prereq::check_tables(lc, &streams)?;
     let slot = slot::find_slot(&primary, lc, dbname).await?;
     prereq::check_slot_health(&primary, &slot).await?;
@@ -126,9 +130,15 @@ pub async fn run<W: Write>(
         confirm,
         tables: add_tables.join(","),
     };
-    let (mut replication, end) = stream::start(&conn, &primary, lc, &plan).await?;
     let label = format!("slot {}", slot.name);
     let progress = Progress::new(&label, "changes", ctx.config().progress_every, None);
+    if let Some(end) = peek::choose(&primary, lc, &slot, server_version).await? {
+        let mut streamer = Streamer::new(live, bookmarked, tables, Some(end), progress);
+        peek::run(ctx, &conn, lc, &primary, &plan, end, &mut streamer).await?;
+        streamer.finish(ctx)?;
+        return Ok(());
+    }
+    let (mut replication, end) = stream::start(&conn, &primary, lc, &plan).await?;
     let mut streamer = Streamer::new(live, bookmarked, tables, end, progress);
     stream::run(ctx, lc, &primary, &mut replication, &mut streamer).await?;
     streamer.finish(ctx)?;

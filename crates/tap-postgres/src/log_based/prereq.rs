@@ -16,7 +16,7 @@ use crate::discovery::RelKind;
 use crate::error::{bail, err, Result};
 
 /// Server ≥ 10, the primary, `wal_level = logical`.
-pub async fn check_server(client: &Client) -> Result<()> {
+pub async fn check_server(client: &Client) -> Result<i32> {
     let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), current_setting('wal_level')",
@@ -38,7 +38,7 @@ pub async fn check_server(client: &Client) -> Result<()> {
              (with max_replication_slots and max_wal_senders of at least 5), then a server restart"
         );
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Every stream a table whose updates and deletes can be captured.

@@ -36,7 +36,53 @@ pub struct Plan<'a> {
 /// How long a slot held by another session is waited for.
 const SLOT_BUSY_WAIT: Duration = Duration::from_secs(10);
 /// How often it is tried meanwhile.
-const SLOT_BUSY_POLL: Duration = Duration::from_millis(200);
+pub(super) const SLOT_BUSY_POLL: Duration = Duration::from_millis(200);
+
+/// What to do when reading from the slot could not start.
+pub(super) enum Retry {
+    /// Again without the optional wal2json option, now dropped.
+    WithoutOptional,
+    /// Again after [`SLOT_BUSY_POLL`] (counted in `waited`).
+    AfterWait,
+    /// Give up with the error.
+    No,
+}
+
+/// Whether a failed start with `sqlstate` is tried again. wal2json refuses
+/// an option it does not know with SQLSTATE 22023 (invalid_parameter_value);
+/// the only optional one is the last of `options`. A slot held by another
+/// session (55006: the previous run's server process has not yet seen its
+/// client go, or another run) is waited for up to [`SLOT_BUSY_WAIT`].
+pub(super) fn retry(
+    sqlstate: Option<&str>,
+    options: &mut Vec<(&str, &str)>,
+    waited: &mut Duration,
+) -> Retry {
+    match sqlstate {
+        Some("22023") if options.last().is_some_and(|(name, _)| *name == OPTIONAL) => {
+            tracing::info!(
+                "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
+                 float and numeric columns arrive as null in LOG_BASED records"
+            );
+            options.pop();
+            Retry::WithoutOptional
+        }
+        Some("55006") if *waited < SLOT_BUSY_WAIT => {
+            *waited += SLOT_BUSY_POLL;
+            Retry::AfterWait
+        }
+        _ => Retry::No,
+    }
+}
+
+/// The error of a slot that stayed in use.
+pub(super) fn slot_busy(slot: &str, e: Error) -> Error {
+    e.into_slot().context(format!(
+        "replication slot {slot:?} stayed in use by another session for {} s: \
+         is another run of this tap still going?",
+        SLOT_BUSY_WAIT.as_secs()
+    ))
+}
 
 /// The session settings of the replication connection.
 fn gucs(timeout: &str) -> [(&'static str, &str); 6] {
@@ -69,39 +115,20 @@ pub async fn start(
     let mut options = plugin_options(&plan.tables);
     let mut waited = Duration::ZERO;
     let stream = loop {
-        match rc.start_replication(plan.slot, plan.start, &options).await {
+        let e = match rc.start_replication(plan.slot, plan.start, &options).await {
             Ok(s) => break s,
-            // wal2json refuses an option it does not know with SQLSTATE
-            // 22023 (invalid_parameter_value); the only optional one is
-            // the last.
-            Err(e)
-                if e.sqlstate() == Some("22023")
-                    && options.last().is_some_and(|(name, _)| *name == OPTIONAL) =>
-            {
-                tracing::info!(
-                    "this server's wal2json does not know numeric-data-types-as-string: NaN and Infinity of \
-                     float and numeric columns arrive as null in LOG_BASED records"
-                );
-                options.pop();
+            Err(e) => e,
+        };
+        match retry(e.sqlstate(), &mut options, &mut waited) {
+            Retry::WithoutOptional => {
                 // The refused session may hold the slot for a moment.
                 super::slot::wait_inactive(primary, plan.slot, Duration::from_secs(10)).await?;
             }
-            // The slot is still held by a session that is ending (the
-            // previous run's walsender has not yet seen its client go), or
-            // by another run: wait a little, then report it.
-            Err(e) if e.sqlstate() == Some("55006") && waited < SLOT_BUSY_WAIT => {
-                tokio::time::sleep(SLOT_BUSY_POLL).await;
-                waited += SLOT_BUSY_POLL;
+            Retry::AfterWait => tokio::time::sleep(SLOT_BUSY_POLL).await,
+            Retry::No if e.sqlstate() == Some("55006") => {
+                return Err(slot_busy(plan.slot, Error::from(e)))
             }
-            Err(e) if e.sqlstate() == Some("55006") => {
-                return Err(Error::from(e).into_slot().context(format!(
-                    "replication slot {:?} stayed in use by another session for {} s: \
-                         is another run of this tap still going?",
-                    plan.slot,
-                    SLOT_BUSY_WAIT.as_secs()
-                )))
-            }
-            Err(e) => return Err(e.into()),
+            Retry::No => return Err(e.into()),
         }
         rc = ReplicationClient::connect(conn, &gucs).await?;
     };
@@ -164,20 +191,33 @@ pub async fn run<W: Write>(
                 }
             }
         };
-        loop {
-            match streamer.on_event(ctx, event)? {
-                Step::Continue => break,
-                Step::Stop => return Ok(()),
-                Step::Refresh { stream, xid } => {
-                    wait_visible(primary, xid).await?;
-                    let live = refresh(primary, &streamer.live()[stream], ctx).await?;
-                    streamer.set_table(stream, live);
-                }
-                Step::Fill(request) => {
-                    wait_visible(primary, request.xid).await?;
-                    let row = fill(primary, &streamer.live()[request.stream], &request).await?;
-                    streamer.set_fill(row);
-                }
+        if feed(ctx, primary, streamer, event).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// Gives `event` to the streamer, reading what it asks for from `primary`
+/// until it has taken the event; `true`: it says stop.
+pub(super) async fn feed<W: Write>(
+    ctx: &mut Output<'_, W>,
+    primary: &Client,
+    streamer: &mut Streamer,
+    event: Event<'_>,
+) -> Result<bool> {
+    loop {
+        match streamer.on_event(ctx, event)? {
+            Step::Continue => return Ok(false),
+            Step::Stop => return Ok(true),
+            Step::Refresh { stream, xid } => {
+                wait_visible(primary, xid).await?;
+                let live = refresh(primary, &streamer.live()[stream], ctx).await?;
+                streamer.set_table(stream, live);
+            }
+            Step::Fill(request) => {
+                wait_visible(primary, request.xid).await?;
+                let row = fill(primary, &streamer.live()[request.stream], &request).await?;
+                streamer.set_fill(row);
             }
         }
     }

@@ -4,6 +4,8 @@
 //! prerequisite errors.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pg_testkit::{cluster, ClusterBuilder, TestDb};
@@ -200,6 +202,145 @@ async fn consecutive_runs_neither_repeat_nor_skip_and_confirm_only_the_started_s
             > s3["bookmarks"]["public-c"]["lsn"].as_u64(),
         "unrelated WAL moves the bookmark, so the slot does not pin it"
     );
+}
+
+/// Every message of `run` but STATEs, without `time_extracted`.
+fn data_messages(run: &Run) -> Vec<Value> {
+    run.messages()
+        .into_iter()
+        .filter(|m| m["type"] != "STATE")
+        .map(|mut m| {
+            m.as_object_mut().unwrap().remove("time_extracted");
+            m
+        })
+        .collect()
+}
+
+/// A bounded run whose backlog is within `logical_peek_max_wal_mb` reads
+/// it with `pg_logical_slot_peek_changes`; with 0, or a bigger backlog, it
+/// streams with the replication protocol. Either way the same messages.
+#[tokio::test]
+async fn the_sql_function_and_the_replication_protocol_give_the_same_messages() {
+    let db = cluster().create_database().await;
+    db.execute_batch(
+        "CREATE TABLE r (id int PRIMARY KEY, v text, n numeric, at timestamptz, j jsonb, big text);
+         ALTER TABLE r ALTER COLUMN big SET STORAGE EXTERNAL;
+         INSERT INTO r SELECT i, 'v' || i, i / 7.0, '2024-01-01'::timestamptz + i * interval '1 s',
+             jsonb_build_object('i', i), repeat('b', 3000) FROM generate_series(1, 100) i;",
+    )
+    .await;
+    let files = Files::new();
+    let slot = "s_route";
+    let with = |limit: u64| log_config(&db, slot, json!({ "logical_peek_max_wal_mb": limit }));
+    let catalog = select(
+        &discover(&files, &with(256)),
+        &[("public-r", "LOG_BASED", None)],
+    );
+    let first = sync(&files, &with(256), &catalog, None);
+    assert!(first.output.status.success(), "{}", first.stderr);
+    let state = first.last_state();
+    // About 2 MB of WAL; a key change whose TOASTed column must be read.
+    db.execute_batch(
+        "INSERT INTO r SELECT i, repeat('w', 300), i, now(), '[1, \"a\"]', NULL FROM generate_series(101, 5100) i;
+         BEGIN; UPDATE r SET id = 10005 WHERE id = 5; UPDATE r SET v = 'six' WHERE id = 6;
+         DELETE FROM r WHERE id = 7; COMMIT;",
+    )
+    .await;
+
+    let function = sync(&files, &with(256), &catalog, Some(&state));
+    let replication = sync(&files, &with(0), &catalog, Some(&state));
+    let bigger = sync(&files, &with(1), &catalog, Some(&state));
+    for run in [&function, &replication, &bigger] {
+        assert!(run.output.status.success(), "{}", run.stderr);
+    }
+    let peeked = |run: &Run| run.stderr.contains("with pg_logical_slot_peek_changes");
+    assert!(peeked(&function), "{}", function.stderr);
+    assert!(!peeked(&replication), "{}", replication.stderr);
+    assert!(!peeked(&bigger), "{}", bigger.stderr);
+    assert!(
+        bigger
+            .stderr
+            .contains("of WAL to read, more than logical_peek_max_wal_mb: streaming it"),
+        "{}",
+        bigger.stderr
+    );
+
+    let got = data_messages(&function);
+    assert_eq!(got, data_messages(&replication));
+    assert_eq!(got, data_messages(&bigger));
+    let recs = records(&function);
+    assert_eq!(recs.len(), 5000 + 2 + 1 + 1);
+    assert_eq!(
+        recs[5000..],
+        [
+            json!({"id": 5, "_sdc_deleted_at": "<commit time>"}),
+            json!({"id": 10005, "v": "v5", "n": num("0.71428571428571428571"),
+                   "at": "2024-01-01T00:00:05+00:00", "j": {"i": 5},
+                   "big": "b".repeat(3000), "_sdc_deleted_at": null}),
+            // The unchanged TOASTed column is not in the change: absent.
+            json!({"id": 6, "v": "six", "n": num("0.85714285714285714286"),
+                   "at": "2024-01-01T00:00:06+00:00", "j": {"i": 6}, "_sdc_deleted_at": null}),
+            json!({"id": 7, "_sdc_deleted_at": "<commit time>"}),
+        ]
+    );
+    // Each run confirmed only the state it started with.
+    assert_eq!(
+        confirmed_flush(&db, slot).await,
+        state["bookmarks"]["public-r"]["lsn"].as_u64().unwrap()
+    );
+}
+
+/// A run killed while the server decodes its backlog for
+/// `pg_logical_slot_peek_changes` lets go of the slot within about a
+/// second (`client_connection_check_interval`), not once the server has
+/// decoded everything, so the next run does not find the slot busy.
+#[tokio::test]
+async fn a_run_killed_while_the_server_decodes_frees_the_slot_at_once() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE o (id int PRIMARY KEY, v int)")
+        .await;
+    let files = Files::new();
+    let slot = "s_orphan";
+    let cfg = log_config(&db, slot, json!({"logical_peek_max_wal_mb": 4096}));
+    let catalog = select(&discover(&files, &cfg), &[("public-o", "LOG_BASED", None)]);
+    let first = sync(&files, &cfg, &catalog, None);
+    assert!(first.output.status.success(), "{}", first.stderr);
+    // Several seconds of decoding.
+    db.execute_batch("INSERT INTO o SELECT i, i FROM generate_series(1, 1500000) i")
+        .await;
+    let mut child = sync_command(&files, &cfg, &catalog, Some(&first.last_state()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("with pg_logical_slot_peek_changes") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the run ended");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let active = || async {
+        db.query_json(&format!(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        ))
+        .await[0]["active"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(active().await, "the server is still decoding");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while active().await {
+        assert!(
+            killed.elapsed() < Duration::from_millis(2500),
+            "the slot is still held {:?} after the kill",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("slot free {:?} after the kill", killed.elapsed());
 }
 
 #[tokio::test]

@@ -26,9 +26,16 @@ impl Files {
     }
 }
 
-/// The test database's connection keys plus `extra`.
+/// The test database's connection keys plus `extra`. With
+/// `TAP_TEST_LOG_ROUTE=replication` (`make test` runs the LOG_BASED tests
+/// once more so), LOG_BASED always streams with the replication protocol
+/// (`logical_peek_max_wal_mb` 0); otherwise the tap chooses, and the small
+/// backlogs of the tests are read with `pg_logical_slot_peek_changes`.
 pub fn config(db: &TestDb, extra: Value) -> Value {
     let mut c = db.conn_config();
+    if std::env::var("TAP_TEST_LOG_ROUTE").as_deref() == Ok("replication") {
+        c["logical_peek_max_wal_mb"] = json!(0);
+    }
     for (k, v) in extra.as_object().unwrap() {
         c[k] = v.clone();
     }
