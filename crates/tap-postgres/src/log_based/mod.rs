@@ -132,14 +132,21 @@ pub async fn run<W: Write>(
     };
     let label = format!("slot {}", slot.name);
     let progress = Progress::new(&label, "changes", ctx.config().progress_every, None);
-    if let Some(end) = peek::choose(&primary, lc, &slot, server_version).await? {
-        let mut streamer = Streamer::new(live, bookmarked, tables, Some(end), progress);
-        peek::run(ctx, &conn, lc, &primary, &plan, end, &mut streamer).await?;
-        streamer.finish(ctx)?;
-        return Ok(());
-    }
-    let (mut replication, end) = stream::start(&conn, &primary, lc, &plan).await?;
+    // `break_at_end_lsn`: the server's flushed WAL position, what a
+    // walsender has sent once it has caught up.
+    let end = match lc.break_at_end_lsn {
+        true => Some(flush_position(&primary).await?),
+        false => None,
+    };
     let mut streamer = Streamer::new(live, bookmarked, tables, end, progress);
+    if let Some(end) = end.filter(|&e| peek::chosen(lc, &slot, server_version, e)) {
+        let read = peek::run(ctx, &conn, lc, &primary, &plan, end, &mut streamer).await?;
+        if read {
+            streamer.finish(ctx)?;
+            return Ok(());
+        }
+    }
+    let mut replication = stream::start(&conn, &primary, lc, &plan, end).await?;
     stream::run(ctx, lc, &primary, &mut replication, &mut streamer).await?;
     streamer.finish(ctx)?;
     replication.stop().await?;
@@ -149,6 +156,14 @@ pub async fn run<W: Write>(
 /// A stream's LOG_BASED position, if it has one.
 fn position(b: Option<&singer::Bookmark>) -> Option<Lsn> {
     Phase::read(b, ReplicationMethod::LogBased).lsn()
+}
+
+async fn flush_position(client: &Client) -> Result<Lsn> {
+    let now: String = client
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await?
+        .get(0);
+    Ok(now.parse()?)
 }
 
 async fn wal_position(client: &Client) -> Result<Lsn> {

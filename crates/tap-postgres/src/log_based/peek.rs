@@ -18,17 +18,20 @@
 //! (the stall watch finds the session active and waits). So this route is
 //! taken only for a run that ends at the WAL end of its start
 //! (`break_at_end_lsn`) and whose slot has at most
-//! `logical_peek_max_wal_mb` of WAL to read ([`choose`]); otherwise, and on
+//! `logical_peek_max_wal_mb` of WAL to read ([`chosen`]); otherwise, and on
 //! servers before 11 (no `pg_replication_slot_advance`), the replication
-//! protocol streams.
+//! protocol streams. So does a run whose function fails for lack of a
+//! resource (SQLSTATE class 53: `temp_file_limit`, a full disk, memory),
+//! which shows before the first change: with a warning, nothing read yet.
 //!
 //! # Why it delivers exactly what the replication route does
 //! - **Confirmed**: before reading, the slot is advanced to the smallest
 //!   bookmark of the state the tap was started with, if it is behind it:
 //!   the position the replication route confirms, nothing learnt in this
 //!   run. A run that dies reads the same changes again.
-//! - **Read**: `end` is the server's *flushed* WAL position when the route
-//!   was chosen, the most the function can read. The function reads from
+//! - **Read**: `end` is the server's *flushed* WAL position taken before
+//!   (the end of a bounded run on either route), the most the function
+//!   can read. The function reads from
 //!   the slot until a record ends at or past `end`, so it returns every
 //!   transaction whose commit record ends at or before `end`, whole, in
 //!   commit order, with wal2json's options and this session's value
@@ -59,22 +62,11 @@ use crate::output::Output;
 /// The first server version with `pg_replication_slot_advance`.
 const MIN_VERSION: i32 = 110_000;
 
-/// Where a run reads its changes up to, with the function; `None`: stream
-/// with the replication protocol.
-pub async fn choose(
-    primary: &Client,
-    lc: &LogConfig,
-    slot: &Slot,
-    server_version: i32,
-) -> Result<Option<Lsn>> {
-    if !lc.break_at_end_lsn || lc.peek_max_wal == 0 || server_version < MIN_VERSION {
-        return Ok(None);
+/// Whether a run that ends at `end` reads with the function.
+pub fn chosen(lc: &LogConfig, slot: &Slot, server_version: i32, end: Lsn) -> bool {
+    if lc.peek_max_wal == 0 || server_version < MIN_VERSION {
+        return false;
     }
-    let end: String = primary
-        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
-        .await?
-        .get(0);
-    let end: Lsn = end.parse()?;
     let backlog = end.0.saturating_sub(slot.restart.0);
     if backlog > lc.peek_max_wal {
         tracing::info!(
@@ -82,14 +74,14 @@ pub async fn choose(
             slot.name,
             backlog >> 20
         );
-        return Ok(None);
+        return false;
     }
     tracing::info!(
         "streaming from slot {:?} to {end} with pg_logical_slot_peek_changes ({} MB of WAL to read)",
         slot.name,
         backlog >> 20
     );
-    Ok(Some(end))
+    true
 }
 
 /// The changes, one wal2json message a row.
@@ -102,6 +94,8 @@ const ADVANCE: &str = "SELECT pg_replication_slot_advance(slot_name, $2::text::p
      FROM pg_replication_slots WHERE slot_name = $1::text::name AND confirmed_flush_lsn < $2::text::pg_lsn";
 
 /// Reads the changes up to `end` into the streamer (which stops there).
+/// `false`: the server could not produce them (a resource limit, before
+/// the first change): stream them with the replication protocol instead.
 pub async fn run<W: Write>(
     ctx: &mut Output<'_, W>,
     conn: &pg::ConnectionConfig,
@@ -110,7 +104,7 @@ pub async fn run<W: Write>(
     plan: &Plan<'_>,
     end: Lsn,
     streamer: &mut Streamer,
-) -> Result<()> {
+) -> Result<bool> {
     let began = Instant::now();
     let client = pg::connect(conn).await?;
     // The value formats of the replication session; no statement_timeout
@@ -140,6 +134,19 @@ pub async fn run<W: Write>(
             Retry::No if e.code().map(|c| c.code()) == Some("55006") => {
                 return Err(slot_busy(plan.slot, Error::from(e)))
             }
+            // Class 53, insufficient resources: temp_file_limit
+            // (configuration_limit_exceeded), a full disk, out of memory.
+            Retry::No if e.code().is_some_and(|c| c.code().starts_with("53")) => {
+                let why = e.as_db_error().map_or_else(
+                    || e.to_string(),
+                    |d| format!("{}, SQLSTATE {}", d.message(), d.code().code()),
+                );
+                tracing::warn!(
+                    "pg_logical_slot_peek_changes failed before the first change ({why}): streaming \
+                     with the replication protocol instead (logical_peek_max_wal_mb 0 always does)"
+                );
+                return Ok(false);
+            }
             Retry::No => return Err(e.into()),
         }
     };
@@ -152,7 +159,7 @@ pub async fn run<W: Write>(
         n = n.wrapping_add(1);
         if n.is_multiple_of(1024) && began.elapsed() >= lc.max_run {
             tracing::info!("max_run_seconds reached; stopping");
-            return Ok(());
+            return Ok(true);
         }
         let data: RawText = r.try_get(0)?;
         let event = Event::Data {
@@ -160,12 +167,12 @@ pub async fn run<W: Write>(
             wal_end: end,
         };
         if feed(ctx, primary, streamer, event).await? {
-            return Ok(());
+            return Ok(true);
         }
         row = rows.try_next().await?;
     }
     feed(ctx, primary, streamer, Event::Keepalive { wal_end: end }).await?;
-    Ok(())
+    Ok(true)
 }
 
 type Rows = std::pin::Pin<Box<tokio_postgres::RowStream>>;

@@ -96,22 +96,17 @@ fn gucs(timeout: &str) -> [(&'static str, &str); 6] {
     ]
 }
 
-/// Opens the replication stream; returns it and the end position (with
-/// `break_at_end_lsn`).
+/// Opens the replication stream (the run ends at `end`, if given).
 pub async fn start(
     conn: &pg::ConnectionConfig,
     primary: &Client,
     lc: &LogConfig,
     plan: &Plan<'_>,
-) -> Result<(ReplicationStream, Option<Lsn>)> {
+    end: Option<Lsn>,
+) -> Result<ReplicationStream> {
     let timeout = format!("{}ms", lc.wal_sender_timeout_ms);
     let gucs = gucs(&timeout);
     let mut rc = ReplicationClient::connect(conn, &gucs).await?;
-    let end = if lc.break_at_end_lsn {
-        Some(rc.identify_system().await?.xlogpos)
-    } else {
-        None
-    };
     let mut options = plugin_options(&plan.tables);
     let mut waited = Duration::ZERO;
     let stream = loop {
@@ -141,7 +136,7 @@ pub async fn start(
         plan.start,
         end.map(|e| format!(" to {e}")).unwrap_or_default()
     );
-    Ok((stream, end))
+    Ok(stream)
 }
 
 /// Streams until the streamer stops, the idle or run time limit passes.

@@ -343,6 +343,46 @@ async fn a_run_killed_while_the_server_decodes_frees_the_slot_at_once() {
     println!("slot free {:?} after the kill", killed.elapsed());
 }
 
+/// The function failing for lack of a resource before the first change
+/// (here a `temp_file_limit` set by the DBA) is not the end of the run: it
+/// streams the same changes with the replication protocol, and says so.
+#[tokio::test]
+async fn a_resource_limit_on_the_function_falls_back_to_the_replication_protocol() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE f (id int PRIMARY KEY, v text)")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(&db, "s_fallback", json!({"logical_peek_max_wal_mb": 256}));
+    let catalog = select(&discover(&files, &cfg), &[("public-f", "LOG_BASED", None)]);
+    let first = sync(&files, &cfg, &catalog, None);
+    assert!(first.output.status.success(), "{}", first.stderr);
+    // More output than work_mem (4 MB): the function's rows spill to a
+    // temporary file.
+    db.execute_batch(&format!(
+        "INSERT INTO f SELECT i, repeat('x', 200) FROM generate_series(1, 30000) i;
+         ALTER DATABASE \"{}\" SET temp_file_limit = '64kB';",
+        db.name()
+    ))
+    .await;
+    let run = sync(&files, &cfg, &catalog, Some(&first.last_state()));
+    assert!(run.output.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("pg_logical_slot_peek_changes failed before the first change")
+            && run.stderr.contains("temp_file_limit")
+            && run
+                .stderr
+                .contains("streaming with the replication protocol instead"),
+        "{}",
+        run.stderr
+    );
+    let ids: Vec<i64> = records(&run)
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=30000).collect::<Vec<i64>>());
+}
+
 #[tokio::test]
 async fn an_idle_database_ends_within_the_idle_timeout() {
     let db = cluster().create_database().await;
