@@ -52,8 +52,8 @@ class Side:
         self.runs = []
 
     def run(self):
-        if self.setup:
-            psql(self.setup)
+        for sql in [self.setup] if isinstance(self.setup, str) else self.setup or []:
+            psql(sql)
         psql("CHECKPOINT")  # no checkpoint of the previous run's writes inside this one
         r = measure(self.cmd)
         r["mb"] = (os.path.getsize(self.input_file) if self.input_file else r["bytes"]) / 1e6
@@ -98,6 +98,19 @@ def copy_refs(order):
             Side("COPY binary", ["psql", "-q", "-c", q + " (FORMAT binary)"])]
 
 
+# The tap's wal2json options (log_based/slot.rs), but the one Debian's
+# wal2json 2.5 refuses.
+WAL2JSON = [("format-version", "2"), ("include-transaction", "1"), ("include-xids", "1"),
+            ("include-timestamp", "1"), ("include-lsn", "1"), ("include-types", "0"),
+            ("add-tables", "public.changes")]
+
+
+def peek_ref():
+    return Side("count(*) of pg_logical_slot_peek_changes",
+                ["psql", "-At", "-c", "SELECT count(*) FROM pg_logical_slot_peek_changes('bench_peek', "
+                 "NULL, NULL, 'format-version', '2', 'add-tables', 'public.changes')"])
+
+
 def tap_cmd(kind):
     return [tap, "--config", f"{work}/tap-{kind}.json", "--catalog", f"{work}/catalog-{kind}.json"]
 
@@ -111,12 +124,25 @@ cases = [
          Side("tap-postgres FULL_TABLE", tap_cmd("full")), copy_refs("id")),
     Case(f"tap INCREMENTAL (replication key created_at, from the start), {rows:,} rows", "rows", rows,
          Side("tap-postgres INCREMENTAL", tap_cmd("incr")), copy_refs("created_at")),
-    Case(f"tap LOG_BASED, {CHANGES:,} changes (200k updates, 50k inserts, 50k deletes)", "changes",
-         CHANGES,
+    Case(f"tap LOG_BASED, {CHANGES:,} changes (200k updates, 50k inserts, 50k deletes): "
+         "the tap's choice for this backlog, pg_logical_slot_peek_changes", "changes", CHANGES,
          Side("tap-postgres LOG_BASED", tap_cmd("log") + ["--state", f"{work}/state-log.json"]),
-         [Side("count(*) of pg_logical_slot_peek_changes",
-               ["psql", "-At", "-c", "SELECT count(*) FROM pg_logical_slot_peek_changes('bench_peek', "
-                "NULL, NULL, 'format-version', '2', 'add-tables', 'public.changes')"])]),
+         [peek_ref()]),
+    Case(f"tap LOG_BASED, the same changes through the replication protocol "
+         "(logical_peek_max_wal_mb 0)", "changes", CHANGES,
+         Side("tap-postgres LOG_BASED, replication protocol",
+              [tap, "--config", f"{work}/tap-log-stream.json", "--catalog", f"{work}/catalog-log.json",
+               "--state", f"{work}/state-log.json"]),
+         [peek_ref(),
+          # PostgreSQL's own client of the replication protocol, which
+          # only writes what it receives: that protocol's limit. On a copy
+          # of the peek's twin slot, as it confirms what it receives.
+          Side("pg_recvlogical (same options) to stdout",
+               ["pg_recvlogical", "-d", "bench", "-S", "bench_rl", "--start", "-f", "-",
+                "-E", env["BENCH_LOG_END"]] + [a for k, v in WAL2JSON for a in ("-o", f"{k}={v}")],
+               setup=["SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                      "WHERE slot_name = 'bench_rl'",
+                      "SELECT pg_copy_logical_replication_slot('bench_peek', 'bench_rl')"])]),
     Case(f"target insert into a new table, {rows:,} records", "rows", rows,
          Side("target-postgres", target_cmd, setup="DROP SCHEMA IF EXISTS tgt CASCADE",
               input_file=records),

@@ -11,7 +11,10 @@
 #   tap INCREMENTAL    vs COPY (SELECT ... ORDER BY created_at) TO STDOUT, text and binary
 #   tap LOG_BASED      300k changes (200k updates, 50k inserts, 50k deletes of a
 #                      4-column table) vs SELECT count(*) FROM
-#                      pg_logical_slot_peek_changes(...) (wal2json) on a twin slot
+#                      pg_logical_slot_peek_changes(...) (wal2json) on a twin slot;
+#                      twice: as the tap chooses for this backlog (the SQL
+#                      function), and through the replication protocol
+#                      (logical_peek_max_wal_mb 0), there also vs pg_recvlogical
 #   target insert      the tap's FULL_TABLE output into a new table vs
 #                      psql \copy ... FROM a CSV of the same rows (same table, with its key)
 #   target upsert      the same records again (every key exists) vs a temp-table
@@ -113,8 +116,12 @@ INSERT INTO changes SELECT i, 'new' || i, i, now() FROM generate_series(250001, 
 DELETE FROM changes WHERE id > 200000 AND id <= 250000;
 CHECKPOINT;
 SQL
+# The same run through the replication protocol, and where pg_recvlogical stops.
+python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["logical_peek_max_wal_mb"] = 0; print(json.dumps(c))' \
+    "$work/tap-log.json" >"$work/tap-log-stream.json"
+log_end=$(psql -At -c "SELECT pg_current_wal_flush_lsn()")
 
-BENCH_STARTED=$started BENCH_ROWS=$rows BENCH_ROUNDS=$rounds BENCH_WORK=$work \
+BENCH_LOG_END=$log_end BENCH_STARTED=$started BENCH_ROWS=$rows BENCH_ROUNDS=$rounds BENCH_WORK=$work \
     BENCH_TAP=$tap BENCH_TARGET=$target BENCH_POSTMASTER=$(head -n 1 "$work/pg/data/postmaster.pid") \
     python3 "$here/bench.py"
 
