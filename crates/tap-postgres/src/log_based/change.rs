@@ -12,7 +12,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::message::WalColumn;
@@ -236,8 +235,7 @@ impl Default for RecordBuf {
 /// The text form of a wal2json value (what the type's output function
 /// wrote): a string's content, a number's digits as written, `t`/`f`;
 /// `None` for null.
-pub fn wal_text<'v>(kind: &Kind, value: &'v RawValue) -> Result<Option<Cow<'v, str>>, ValueError> {
-    let raw = value.get();
+pub fn wal_text<'v>(kind: &Kind, raw: &'v str) -> Result<Option<Cow<'v, str>>, ValueError> {
     Ok(match raw.as_bytes().first() {
         None | Some(b'n') => None,
         Some(b't') => Some(Cow::Borrowed("t")),

@@ -559,7 +559,7 @@ fn key_changed(l: &Live, c: &Change<'_>) -> bool {
         return false;
     }
     fn value<'v>(cols: &'v [super::message::WalColumn<'_>], k: &str) -> Option<&'v str> {
-        cols.iter().find(|x| x.name == k).map(|x| x.value.get())
+        cols.iter().find(|x| x.name == k).map(|x| x.value)
     }
     l.table.primary_key.iter().any(|k| {
         let (old, new) = (value(&c.identity, k), value(&c.columns, k));
