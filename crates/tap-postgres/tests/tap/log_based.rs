@@ -383,6 +383,54 @@ async fn a_resource_limit_on_the_function_falls_back_to_the_replication_protocol
     assert_eq!(ids, (1..=30000).collect::<Vec<i64>>());
 }
 
+/// The seconds the server spends decoding a backlog for
+/// `pg_logical_slot_peek_changes`, silent on the connection, are not taken
+/// for a stall (`stall_timeout_seconds` 1: the watch finds the session
+/// working); and `max_run_seconds` stops the run at its first check once
+/// the changes arrive, with a state for what it wrote.
+#[tokio::test]
+async fn a_long_silent_decode_is_not_a_stall_and_max_run_seconds_still_stops() {
+    let db = cluster().create_database().await;
+    db.execute_batch("CREATE TABLE q (id int PRIMARY KEY, v int)")
+        .await;
+    let files = Files::new();
+    let cfg = log_config(
+        &db,
+        "s_silent",
+        json!({"logical_peek_max_wal_mb": 4096, "stall_timeout_seconds": 1, "max_run_seconds": 1}),
+    );
+    let catalog = select(&discover(&files, &cfg), &[("public-q", "LOG_BASED", None)]);
+    let first = sync(&files, &cfg, &catalog, None);
+    assert!(first.output.status.success(), "{}", first.stderr);
+    db.execute_batch("INSERT INTO q SELECT i, i FROM generate_series(1, 1500000) i")
+        .await;
+    let started = Instant::now();
+    let run = sync(&files, &cfg, &catalog, Some(&first.last_state()));
+    assert!(run.output.status.success(), "{}", run.stderr);
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the decoding took {:?}: too short to show anything",
+        started.elapsed()
+    );
+    assert!(
+        run.stderr.contains("with pg_logical_slot_peek_changes"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("max_run_seconds reached; stopping"),
+        "{}",
+        run.stderr
+    );
+    let n = records(&run).len();
+    assert!((1..1_500_000).contains(&n), "{n} records");
+    // The transaction was not finished: the state still says where it starts.
+    assert_eq!(
+        run.last_state()["bookmarks"],
+        first.last_state()["bookmarks"]
+    );
+}
+
 #[tokio::test]
 async fn an_idle_database_ends_within_the_idle_timeout() {
     let db = cluster().create_database().await;
