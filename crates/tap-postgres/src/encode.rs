@@ -153,6 +153,12 @@ impl Encoder {
         &self.opts
     }
 
+    /// Whether every value is written as the JSON string of its text, as
+    /// it is (`write_str`): text, uuid and types the tap does not know.
+    pub fn writes_text_as_string(&self) -> bool {
+        matches!(self.kind, Kind::Text { .. } | Kind::Uuid | Kind::Other)
+    }
+
     /// Appends the JSON form of `text` (the type's text output) to `out`.
     pub fn encode(
         &self,
@@ -868,6 +874,44 @@ mod tests {
         e.announce();
         assert!(!e.needs_announcement());
         assert_eq!(e.widened(), Widen::JSON_TEXT);
+    }
+
+    /// What `writes_text_as_string` promises (LOG_BASED copies a string
+    /// wal2json wrote without escapes as it is, on the strength of it).
+    #[test]
+    fn text_uuid_and_unknown_types_are_the_json_string_of_their_text() {
+        let kinds = [
+            Kind::Text { max_length: None },
+            Kind::Text {
+                max_length: Some(3),
+            },
+            Kind::Uuid,
+            Kind::Other,
+        ];
+        for kind in kinds {
+            assert!(Encoder::new(kind.clone(), ValueOptions::default()).writes_text_as_string());
+            for text in [
+                "",
+                "plain",
+                "12345 longer than max_length",
+                "é ✓ \u{7f}",
+                "a\"b",
+            ] {
+                assert_eq!(
+                    enc(kind.clone(), text),
+                    serde_json::to_string(text).unwrap()
+                );
+            }
+        }
+        for kind in [
+            Kind::Bytea,
+            Kind::Json,
+            Kind::Date,
+            Kind::Numeric,
+            Kind::Hstore,
+        ] {
+            assert!(!Encoder::new(kind, ValueOptions::default()).writes_text_as_string());
+        }
     }
 
     #[test]

@@ -53,8 +53,10 @@ impl Live {
                 let mut key = Vec::with_capacity(c.name.len() + 3);
                 write_str(&mut key, &c.name);
                 key.push(b':');
+                let encoder = Encoder::new(c.kind.clone(), *values);
                 let col = Col {
-                    encoder: Encoder::new(c.kind.clone(), *values),
+                    as_string: encoder.writes_text_as_string(),
+                    encoder,
                     streamed: selected.contains(&c.name),
                     key,
                 };
@@ -144,6 +146,8 @@ struct Col {
     streamed: bool,
     /// Its name as a JSON object key, with the colon.
     key: Vec<u8>,
+    /// Whether its values are written as the JSON string of their text.
+    as_string: bool,
 }
 
 /// Builds one record body in a reused buffer.
@@ -178,6 +182,17 @@ impl RecordBuf {
             let Some(col) = l.encoder(&c.name) else {
                 continue;
             };
+            if col.as_string && c.value.starts_with('"') && !c.value.contains('\\') {
+                // A string with nothing escaped (and so no control
+                // character) of a column written as the JSON string of its
+                // text: what the encoder would write is these bytes.
+                if self.out.len() > 1 {
+                    self.out.push(b',');
+                }
+                self.out.extend_from_slice(&col.key);
+                self.out.extend_from_slice(c.value.as_bytes());
+                continue;
+            }
             let text = wal_text(col.encoder.kind(), c.value)?;
             self.value(&c.name, col, text.as_deref())?;
         }
