@@ -31,13 +31,12 @@
 //!   run. A run that dies reads the same changes again.
 //! - **Read**: `end` is the server's *flushed* WAL position taken before
 //!   (the end of a bounded run on either route), the most the function
-//!   can read. The function reads from
-//!   the slot until a record ends at or past `end`, so it returns every
-//!   transaction whose commit record ends at or before `end`, whole, in
-//!   commit order, with wal2json's options and this session's value
-//!   formats (the settings of the replication session). The streamer stops
-//!   at the BEGIN of a transaction committed after `end`, as it does when
-//!   streaming.
+//!   can read. The function reads from the slot until a record ends at or
+//!   past `end`, so it returns every transaction whose commit record ends
+//!   at or before `end`, whole, in commit order, with wal2json's options
+//!   and this session's value formats (the settings of the replication
+//!   session). The streamer stops at the BEGIN of a transaction committed
+//!   after `end`, as it does when streaming.
 //! - **Bookmarked** after the last row: `end`, given to the streamer as a
 //!   keepalive. Every transaction committed before it has been delivered;
 //!   one still open at `end` commits after it, and its WAL is kept by the
