@@ -46,6 +46,36 @@ async fn confirmed_flush(db: &TestDb, slot: &str) -> u64 {
     rows[0]["lsn"].as_str().unwrap().parse().unwrap()
 }
 
+/// A database with `tables` (SQL), one LOG_BASED stream of
+/// `public.<table>` on slot `slot` (config `extra`), and its first run
+/// done (the initial copy): what a test then changes and streams.
+struct Streamed {
+    db: TestDb,
+    files: Files,
+    cfg: Value,
+    catalog: Value,
+    /// The first run's last state.
+    state: Value,
+}
+
+async fn streamed(tables: &str, table: &str, slot: &str, extra: Value) -> Streamed {
+    let db = cluster().create_database().await;
+    db.execute_batch(tables).await;
+    let files = Files::new();
+    let cfg = log_config(&db, slot, extra);
+    let stream = format!("public-{table}");
+    let catalog = select(&discover(&files, &cfg), &[(&stream, "LOG_BASED", None)]);
+    let first = sync(&files, &cfg, &catalog, None);
+    assert!(first.output.status.success(), "{}", first.stderr);
+    Streamed {
+        state: first.last_state(),
+        db,
+        files,
+        cfg,
+        catalog,
+    }
+}
+
 #[tokio::test]
 async fn every_kind_of_change_gives_its_exact_record() {
     let db = cluster().create_database().await;
@@ -296,19 +326,19 @@ async fn the_sql_function_and_the_replication_protocol_give_the_same_messages() 
 /// decoded everything, so the next run does not find the slot busy.
 #[tokio::test]
 async fn a_run_killed_while_the_server_decodes_frees_the_slot_at_once() {
-    let db = cluster().create_database().await;
-    db.execute_batch("CREATE TABLE o (id int PRIMARY KEY, v int)")
-        .await;
-    let files = Files::new();
     let slot = "s_orphan";
-    let cfg = log_config(&db, slot, json!({"logical_peek_max_wal_mb": 4096}));
-    let catalog = select(&discover(&files, &cfg), &[("public-o", "LOG_BASED", None)]);
-    let first = sync(&files, &cfg, &catalog, None);
-    assert!(first.output.status.success(), "{}", first.stderr);
+    let s = streamed(
+        "CREATE TABLE o (id int PRIMARY KEY, v int)",
+        "o",
+        slot,
+        json!({"logical_peek_max_wal_mb": 4096}),
+    )
+    .await;
+    let db = &s.db;
     // Several seconds of decoding.
     db.execute_batch("INSERT INTO o SELECT i, i FROM generate_series(1, 1500000) i")
         .await;
-    let mut child = sync_command(&files, &cfg, &catalog, Some(&first.last_state()))
+    let mut child = sync_command(&s.files, &s.cfg, &s.catalog, Some(&s.state))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -348,23 +378,22 @@ async fn a_run_killed_while_the_server_decodes_frees_the_slot_at_once() {
 /// streams the same changes with the replication protocol, and says so.
 #[tokio::test]
 async fn a_resource_limit_on_the_function_falls_back_to_the_replication_protocol() {
-    let db = cluster().create_database().await;
-    db.execute_batch("CREATE TABLE f (id int PRIMARY KEY, v text)")
-        .await;
-    let files = Files::new();
-    let cfg = log_config(&db, "s_fallback", json!({"logical_peek_max_wal_mb": 256}));
-    let catalog = select(&discover(&files, &cfg), &[("public-f", "LOG_BASED", None)]);
-    let first = sync(&files, &cfg, &catalog, None);
-    assert!(first.output.status.success(), "{}", first.stderr);
+    let s = streamed(
+        "CREATE TABLE f (id int PRIMARY KEY, v text)",
+        "f",
+        "s_fallback",
+        json!({"logical_peek_max_wal_mb": 256}),
+    )
+    .await;
     // More output than work_mem (4 MB): the function's rows spill to a
     // temporary file.
-    db.execute_batch(&format!(
+    s.db.execute_batch(&format!(
         "INSERT INTO f SELECT i, repeat('x', 200) FROM generate_series(1, 30000) i;
          ALTER DATABASE \"{}\" SET temp_file_limit = '64kB';",
-        db.name()
+        s.db.name()
     ))
     .await;
-    let run = sync(&files, &cfg, &catalog, Some(&first.last_state()));
+    let run = sync(&s.files, &s.cfg, &s.catalog, Some(&s.state));
     assert!(run.output.status.success(), "{}", run.stderr);
     assert!(
         run.stderr
@@ -390,22 +419,17 @@ async fn a_resource_limit_on_the_function_falls_back_to_the_replication_protocol
 /// the changes arrive, with a state for what it wrote.
 #[tokio::test]
 async fn a_long_silent_decode_is_not_a_stall_and_max_run_seconds_still_stops() {
-    let db = cluster().create_database().await;
-    db.execute_batch("CREATE TABLE q (id int PRIMARY KEY, v int)")
-        .await;
-    let files = Files::new();
-    let cfg = log_config(
-        &db,
+    let s = streamed(
+        "CREATE TABLE q (id int PRIMARY KEY, v int)",
+        "q",
         "s_silent",
         json!({"logical_peek_max_wal_mb": 4096, "stall_timeout_seconds": 1, "max_run_seconds": 1}),
-    );
-    let catalog = select(&discover(&files, &cfg), &[("public-q", "LOG_BASED", None)]);
-    let first = sync(&files, &cfg, &catalog, None);
-    assert!(first.output.status.success(), "{}", first.stderr);
-    db.execute_batch("INSERT INTO q SELECT i, i FROM generate_series(1, 1500000) i")
+    )
+    .await;
+    s.db.execute_batch("INSERT INTO q SELECT i, i FROM generate_series(1, 1500000) i")
         .await;
     let started = Instant::now();
-    let run = sync(&files, &cfg, &catalog, Some(&first.last_state()));
+    let run = sync(&s.files, &s.cfg, &s.catalog, Some(&s.state));
     assert!(run.output.status.success(), "{}", run.stderr);
     assert!(
         started.elapsed() > Duration::from_secs(2),
@@ -425,10 +449,7 @@ async fn a_long_silent_decode_is_not_a_stall_and_max_run_seconds_still_stops() {
     let n = records(&run).len();
     assert!((1..1_500_000).contains(&n), "{n} records");
     // The transaction was not finished: the state still says where it starts.
-    assert_eq!(
-        run.last_state()["bookmarks"],
-        first.last_state()["bookmarks"]
-    );
+    assert_eq!(run.last_state()["bookmarks"], s.state["bookmarks"]);
 }
 
 #[tokio::test]
@@ -863,24 +884,23 @@ async fn a_bookmark_ahead_of_the_servers_wal_is_refused() {
 /// out once the target reads again.
 #[tokio::test]
 async fn a_target_that_stops_reading_past_wal_sender_timeout_loses_nothing() {
-    let db = cluster().create_database().await;
-    db.execute_batch("CREATE TABLE t (id int PRIMARY KEY, pad text)")
-        .await;
-    let files = Files::new();
-    // In ms: the tap sets it on its walsender session.
-    let cfg = log_config(&db, "s_slow_target", json!({"wal_sender_timeout": 2000}));
-    let catalog = select(&discover(&files, &cfg), &[("public-t", "LOG_BASED", None)]);
-    let first = sync(&files, &cfg, &catalog, None);
-    assert!(first.output.status.success(), "{}", first.stderr);
+    let s = streamed(
+        "CREATE TABLE t (id int PRIMARY KEY, pad text)",
+        "t",
+        "s_slow_target",
+        // In ms: the tap sets it on its walsender session.
+        json!({"wal_sender_timeout": 2000}),
+    )
+    .await;
     // About 30 MB of records: far more than the pipe, the tap's buffers
     // and the sockets hold, so the server ends up blocked sending.
     let rows = 80_000;
-    db.execute_batch(&format!(
+    s.db.execute_batch(&format!(
         "INSERT INTO t SELECT i, repeat('p', 300) FROM generate_series(1, {rows}) i"
     ))
     .await;
 
-    let cmd = sync_command(&files, &cfg, &catalog, Some(&first.last_state()));
+    let cmd = sync_command(&s.files, &s.cfg, &s.catalog, Some(&s.state));
     // Three timeouts without reading a byte.
     let run = sync_read_late(cmd, Duration::from_secs(6)).await;
     assert!(run.output.status.success(), "{}", run.stderr);
