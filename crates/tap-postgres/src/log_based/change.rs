@@ -53,10 +53,8 @@ impl Live {
                 let mut key = Vec::with_capacity(c.name.len() + 3);
                 write_str(&mut key, &c.name);
                 key.push(b':');
-                let encoder = Encoder::new(c.kind.clone(), *values);
                 let col = Col {
-                    as_string: encoder.writes_text_as_string(),
-                    encoder,
+                    encoder: Encoder::new(c.kind.clone(), *values),
                     streamed: selected.contains(&c.name),
                     key,
                 };
@@ -146,8 +144,6 @@ struct Col {
     streamed: bool,
     /// Its name as a JSON object key, with the colon.
     key: Vec<u8>,
-    /// Whether its values are written as the JSON string of their text.
-    as_string: bool,
 }
 
 /// Builds one record body in a reused buffer.
@@ -182,14 +178,14 @@ impl RecordBuf {
             let Some(col) = l.encoder(&c.name) else {
                 continue;
             };
-            if col.as_string && c.value.starts_with('"') && !c.value.contains('\\') {
+            if col.encoder.writes_text_as_string()
+                && c.value.starts_with('"')
+                && !c.value.contains('\\')
+            {
                 // A string with nothing escaped (and so no control
                 // character) of a column written as the JSON string of its
                 // text: what the encoder would write is these bytes.
-                if self.out.len() > 1 {
-                    self.out.push(b',');
-                }
-                self.out.extend_from_slice(&col.key);
+                self.key(col);
                 self.out.extend_from_slice(c.value.as_bytes());
                 continue;
             }
@@ -207,11 +203,16 @@ impl RecordBuf {
         }
     }
 
-    fn value(&mut self, name: &str, col: &Col, text: Option<&str>) -> Result<(), ValueError> {
+    /// Starts the value of `col`: its key, after a comma if need be.
+    fn key(&mut self, col: &Col) {
         if self.out.len() > 1 {
             self.out.push(b',');
         }
         self.out.extend_from_slice(&col.key);
+    }
+
+    fn value(&mut self, name: &str, col: &Col, text: Option<&str>) -> Result<(), ValueError> {
+        self.key(col);
         match text {
             None => {
                 self.out.extend_from_slice(b"null");

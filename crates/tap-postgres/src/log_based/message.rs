@@ -125,33 +125,42 @@ impl<'a> Scan<'a> {
         let mut s = Scan { text, at: 0 };
         let mut raw = Raw::default();
         let mut action = None;
-        s.eat(b'{')?;
-        if !s.next_is(b'}') {
-            loop {
-                match s.plain()? {
-                    "action" => action = Some(s.then_plain()?),
-                    "xid" => raw.xid = Some(s.then_u32()?),
-                    "timestamp" => raw.timestamp = Some(s.then_plain()?),
-                    "lsn" => raw.lsn = Some(s.then_plain()?),
-                    "nextlsn" => raw.nextlsn = Some(s.then_plain()?),
-                    "schema" => raw.schema = Some(s.then_name()?),
-                    "table" => raw.table = Some(s.then_name()?),
-                    "columns" => raw.columns = s.then_columns()?,
-                    "identity" => raw.identity = s.then_columns()?,
-                    _ => {
-                        s.eat(b':')?;
-                        s.value()?;
-                    }
+        s.object(|s, key| {
+            match key {
+                "action" => action = Some(s.plain()?),
+                "xid" => raw.xid = Some(s.u32()?),
+                "timestamp" => raw.timestamp = Some(s.plain()?),
+                "lsn" => raw.lsn = Some(s.plain()?),
+                "nextlsn" => raw.nextlsn = Some(s.plain()?),
+                "schema" => raw.schema = Some(s.name()?),
+                "table" => raw.table = Some(s.name()?),
+                "columns" => raw.columns = s.columns()?,
+                "identity" => raw.identity = s.columns()?,
+                _ => {
+                    s.value()?;
                 }
-                if !s.comma_or(b'}')? {
+            }
+            Some(())
+        })?;
+        s.ws();
+        raw.action = action?;
+        (s.at == text.len()).then_some(raw)
+    }
+
+    /// `{"key": value, ...}`: `field` reads the value of each key.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if !self.next_is(b'}') {
+            loop {
+                let key = self.plain()?;
+                self.eat(b':')?;
+                field(self, key)?;
+                if !self.comma_or(b'}')? {
                     break;
                 }
             }
         }
-        s.eat(b'}')?;
-        s.ws();
-        raw.action = action?;
-        (s.at == text.len()).then_some(raw)
+        self.eat(b'}')
     }
 
     fn bytes(&self) -> &'a [u8] {
@@ -222,22 +231,15 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn then_plain(&mut self) -> Option<&'a str> {
-        self.eat(b':')?;
-        self.plain()
-    }
-
-    /// `: "name"`, decoded when it has escapes.
-    fn then_name(&mut self) -> Option<Cow<'a, str>> {
-        self.eat(b':')?;
+    /// A name, decoded when it has escapes.
+    fn name(&mut self) -> Option<Cow<'a, str>> {
         match self.string()? {
             (raw, false) => Some(Cow::Borrowed(&raw[1..raw.len() - 1])),
             (raw, true) => serde_json::from_str(raw).ok(),
         }
     }
 
-    fn then_u32(&mut self) -> Option<u32> {
-        self.eat(b':')?;
+    fn u32(&mut self) -> Option<u32> {
         let token = self.scalar()?;
         token
             .bytes()
@@ -271,36 +273,25 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// `: [{"name": ..., "value": ...}, ...]`.
-    fn then_columns(&mut self) -> Option<Vec<WalColumn<'a>>> {
-        self.eat(b':')?;
+    /// `[{"name": ..., "value": ...}, ...]`.
+    fn columns(&mut self) -> Option<Vec<WalColumn<'a>>> {
         self.eat(b'[')?;
         let mut columns = Vec::new();
         if self.eat(b']').is_some() {
             return Some(columns);
         }
         loop {
-            self.eat(b'{')?;
             let (mut name, mut value) = (None, None);
-            if !self.next_is(b'}') {
-                loop {
-                    match self.plain()? {
-                        "name" => name = Some(self.then_name()?),
-                        "value" => {
-                            self.eat(b':')?;
-                            value = Some(self.value()?);
-                        }
-                        _ => {
-                            self.eat(b':')?;
-                            self.value()?;
-                        }
-                    }
-                    if !self.comma_or(b'}')? {
-                        break;
+            self.object(|s, key| {
+                match key {
+                    "name" => name = Some(s.name()?),
+                    "value" => value = Some(s.value()?),
+                    _ => {
+                        s.value()?;
                     }
                 }
-            }
-            self.eat(b'}')?;
+                Some(())
+            })?;
             columns.push(WalColumn {
                 name: name?,
                 value: value?,

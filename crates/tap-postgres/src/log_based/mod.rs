@@ -78,7 +78,7 @@ pub async fn run<W: Write>(
     prereq::check_tables(lc, &streams)?;
     let slot = slot::find_slot(&primary, lc, dbname).await?;
     prereq::check_slot_health(&primary, &slot).await?;
-    let wal_now = wal_position(&primary).await?;
+    let wal_now = wal_position(&primary, false).await?;
     let positions: Vec<(&str, Option<Lsn>)> = streams
         .iter()
         .map(|s| {
@@ -135,7 +135,7 @@ pub async fn run<W: Write>(
     // `break_at_end_lsn`: the server's flushed WAL position, what a
     // walsender has sent once it has caught up.
     let end = match lc.break_at_end_lsn {
-        true => Some(flush_position(&primary).await?),
+        true => Some(wal_position(&primary, true).await?),
         false => None,
     };
     let mut streamer = Streamer::new(live, bookmarked, tables, end, progress);
@@ -158,19 +158,14 @@ fn position(b: Option<&singer::Bookmark>) -> Option<Lsn> {
     Phase::read(b, ReplicationMethod::LogBased).lsn()
 }
 
-async fn flush_position(client: &Client) -> Result<Lsn> {
-    let now: String = client
-        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
-        .await?
-        .get(0);
-    Ok(now.parse()?)
-}
-
-async fn wal_position(client: &Client) -> Result<Lsn> {
-    let now: String = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await?
-        .get(0);
+/// The server's WAL position: `pg_current_wal_lsn` (written) or
+/// `pg_current_wal_flush_lsn` (flushed, what logical decoding can read).
+async fn wal_position(client: &Client, flushed: bool) -> Result<Lsn> {
+    let query = match flushed {
+        true => "SELECT pg_current_wal_flush_lsn()::text",
+        false => "SELECT pg_current_wal_lsn()::text",
+    };
+    let now: String = client.query_one(query, &[]).await?.get(0);
     Ok(now.parse()?)
 }
 

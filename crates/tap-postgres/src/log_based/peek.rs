@@ -130,9 +130,7 @@ pub async fn run<W: Write>(
         match retry(e.code().map(|c| c.code()), &mut options, &mut waited) {
             Retry::WithoutOptional => {}
             Retry::AfterWait => tokio::time::sleep(SLOT_BUSY_POLL).await,
-            Retry::No if e.code().map(|c| c.code()) == Some("55006") => {
-                return Err(slot_busy(plan.slot, Error::from(e)))
-            }
+            Retry::Busy => return Err(slot_busy(plan.slot, Error::from(e))),
             // Class 53, insufficient resources: temp_file_limit
             // (configuration_limit_exceeded), a full disk, out of memory.
             Retry::No if e.code().is_some_and(|c| c.code().starts_with("53")) => {

@@ -44,6 +44,8 @@ pub(super) enum Retry {
     WithoutOptional,
     /// Again after [`SLOT_BUSY_POLL`] (counted in `waited`).
     AfterWait,
+    /// Give up: the slot stayed in use ([`slot_busy`]).
+    Busy,
     /// Give up with the error.
     No,
 }
@@ -71,6 +73,7 @@ pub(super) fn retry(
             *waited += SLOT_BUSY_POLL;
             Retry::AfterWait
         }
+        Some("55006") => Retry::Busy,
         _ => Retry::No,
     }
 }
@@ -120,9 +123,7 @@ pub async fn start(
                 super::slot::wait_inactive(primary, plan.slot, Duration::from_secs(10)).await?;
             }
             Retry::AfterWait => tokio::time::sleep(SLOT_BUSY_POLL).await,
-            Retry::No if e.sqlstate() == Some("55006") => {
-                return Err(slot_busy(plan.slot, Error::from(e)))
-            }
+            Retry::Busy => return Err(slot_busy(plan.slot, Error::from(e))),
             Retry::No => return Err(e.into()),
         }
         rc = ReplicationClient::connect(conn, &gucs).await?;
